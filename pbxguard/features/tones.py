@@ -1,0 +1,328 @@
+"""Call-progress, SIT and fax tones with frequency and cadence; the voicemail beep.
+
+Each 20 ms frame is projected by least squares onto sinusoids at the frequencies of every known tone set
+(two basis frequencies at f +- 4 Hz per spec frequency, so generators off by about 1 % still fit). The share
+of the frame's energy a set explains, the frame level and a per-component check (both halves of a dual tone
+must be present) give one label per frame; where a simpler set fits about as well, the simpler set wins. Runs of a label are then matched against the cadence tables;
+a tone is *proven* only when its frequencies and its on/off timing both match, which is what lets the policy
+hang up on it. Speech and music rarely put 70 % of a frame's energy into one spec frequency pair, and never
+with a spec cadence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+FRAME = 160  # samples: 20 ms at 8 kHz, the AudioSocket frame
+FRAME_MS = 20.0
+TOLERANCE_HZ = 4.0
+MIN_EXPLAINED = 0.7  # share of a frame's energy a tone set must explain
+MIN_COMPONENT = 0.15  # share each half of a dual tone must explain on its own
+SIMPLER_WINS_BY = 0.03  # a set with fewer frequencies wins unless the richer one explains this much more
+MIN_TONE_DBFS = -50.0
+MAX_LEVEL_SPREAD_DB = 3.0  # a generator's level is steady; music and speech are not
+GAP_FILL_FRAMES = 2  # a lost packet or a CED phase reversal does not end a tone
+MIN_RUN_FRAMES = 2
+CONFIRM_MS = 60.0  # how long a tone must be gone before its segment counts as complete
+
+
+@dataclass(frozen=True)
+class ToneSet:
+    name: str
+    freqs: tuple[float, ...]
+    all_components: bool = True  # False for FSK, where a 20 ms frame may hold only one of the two
+
+
+
+
+TONE_SETS: tuple[ToneSet, ...] = (
+    ToneSet("350+440", (350.0, 440.0)),
+    ToneSet("440+480", (440.0, 480.0)),
+    ToneSet("480+620", (480.0, 620.0)),
+    ToneSet("400", (400.0,)),
+    ToneSet("425", (425.0,)),
+    ToneSet("913.8", (913.8,)),
+    ToneSet("985.2", (985.2,)),
+    ToneSet("1100", (1100.0,)),
+    ToneSet("1370.6", (1370.6,)),
+    ToneSet("1428.5", (1428.5,)),
+    ToneSet("1650+1850", (1650.0, 1850.0), all_components=False),
+    ToneSet("1776.7", (1776.7,)),
+    ToneSet("2100", (2100.0,)),
+)
+SET_INDEX = {s.name: i for i, s in enumerate(TONE_SETS)}
+_SET_SIZES = np.array([len(s.freqs) for s in TONE_SETS], dtype=float)
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """A tone's timing: on/off pairs in ms repeated cyclically, or None for a continuous tone."""
+
+    name: str
+    verdict: str  # "tone" or "fax"
+    tone_set: str
+    pattern_ms: tuple[tuple[float, float], ...] | None
+    min_on_ms: float | None = None  # an on-run this long proves it alone (long or continuous tones)
+    single_burst: bool = False  # one complete on-segment proves it (fax CNG: 0.5 s on, 3 s off)
+
+
+CADENCES: tuple[Cadence, ...] = (
+    Cadence("busy_na", "tone", "480+620", ((500, 500),)),
+    Cadence("reorder_na", "tone", "480+620", ((250, 250),)),
+    Cadence("ringback_na", "tone", "440+480", ((2000, 4000),), min_on_ms=1000),
+    Cadence("dial_na", "tone", "350+440", None, min_on_ms=1000),
+    Cadence("busy_eu", "tone", "425", ((500, 500),)),
+    Cadence("congestion_eu", "tone", "425", ((250, 250),)),
+    Cadence("ringback_eu", "tone", "425", ((1000, 4000),), single_burst=True),
+    Cadence("dial_eu", "tone", "425", None, min_on_ms=1500),
+    Cadence("busy_uk", "tone", "400", ((375, 375),)),
+    Cadence("congestion_uk", "tone", "400", ((400, 350), (225, 525))),
+    # In a 20 ms frame 400+450 Hz is a 425 Hz carrier beating at 50 Hz: UK ringback is told by its cadence.
+    Cadence("ringback_uk", "tone", "425", ((400, 200), (400, 2000))),
+    Cadence("fax_cng", "fax", "1100", ((500, 3000),), single_burst=True),
+    Cadence("fax_ced", "fax", "2100", None, min_on_ms=500),
+    Cadence("fax_v21", "fax", "1650+1850", None, min_on_ms=500),
+)
+
+SIT_FIRST = ("913.8", "985.2")
+SIT_SECOND = ("1370.6", "1428.5")
+SIT_THIRD = "1776.7"
+SIT_SEGMENT_MS = (200.0, 460.0)  # 274 or 380 ms each, with tolerance
+SIT_MAX_GAP_MS = 80.0
+
+
+@dataclass(frozen=True)
+class ToneEvent:
+    """A proven tone: which cadence, when it started and when it was proven (ms from the window start)."""
+
+    name: str
+    verdict: str
+    start_ms: float
+    decided_ms: float
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "verdict": self.verdict, "start_ms": self.start_ms, "decided_ms": self.decided_ms}
+
+
+@lru_cache(maxsize=None)
+def _projection() -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Stacked orthonormal bases of every tone set and of every single spec frequency.
+
+    Returns the (FRAME x columns) matrix, each group's starting column (for np.add.reduceat), and for each
+    tone set the group indices of its single-frequency components.
+    """
+    t = np.arange(FRAME) / 8000.0
+    freqs = sorted({f for s in TONE_SETS for f in s.freqs})
+    groups = [s.freqs for s in TONE_SETS] + [(f,) for f in freqs]
+    blocks, starts, col = [], [], 0
+    for group in groups:
+        cols = []
+        for f in group:
+            for g in (f - TOLERANCE_HZ, f + TOLERANCE_HZ):
+                cols += [np.cos(2 * np.pi * g * t), np.sin(2 * np.pi * g * t)]
+        q, _ = np.linalg.qr(np.stack(cols, axis=1))
+        blocks.append(q)
+        starts.append(col)
+        col += q.shape[1]
+    components = [[len(TONE_SETS) + freqs.index(f) for f in s.freqs] for s in TONE_SETS]
+    return np.hstack(blocks), np.array(starts), components
+
+
+def label_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per 20 ms frame (rows of `frames`, int16-scaled): tone-set index or -1, explained share, level in dBFS."""
+    basis, starts, components = _projection()
+    x = frames - frames.mean(axis=1, keepdims=True)  # DC offset is not part of any tone
+    energy = np.einsum("ij,ij->i", x, x) + 1e-9
+    explained = np.add.reduceat((x @ basis) ** 2, starts, axis=1) / energy[:, None]
+    sets = explained[:, : len(TONE_SETS)].copy()
+    for i, comp in enumerate(components):
+        if len(comp) > 1 and TONE_SETS[i].all_components:
+            sets[:, i] = np.where(explained[:, comp].min(axis=1) >= MIN_COMPONENT, sets[:, i], 0.0)
+    best = np.argmax(sets - SIMPLER_WINS_BY * _SET_SIZES, axis=1)
+    share = sets[np.arange(len(best)), best]
+    level = 10.0 * np.log10(energy / FRAME / 32768.0**2)
+    best = np.where((share >= MIN_EXPLAINED) & (level >= MIN_TONE_DBFS), best, -1)
+    return best, share, level
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) frame index pairs of the True runs of a boolean array, end exclusive."""
+    padded = np.concatenate(([False], mask, [False]))
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def _tone_mask(labels: np.ndarray, set_index: int) -> np.ndarray:
+    mask = labels == set_index
+    for start, end in runs(~mask):
+        if 0 < start and end < len(mask) and end - start <= GAP_FILL_FRAMES:
+            mask[start:end] = True
+    for start, end in runs(mask):
+        if end - start < MIN_RUN_FRAMES:
+            mask[start:end] = False
+    return mask
+
+
+def _steady(level: np.ndarray, mask: np.ndarray) -> bool:
+    on = np.sort(level[mask])
+    return on.size > 0 and float(on[(9 * on.size) // 10] - on[on.size // 10]) <= MAX_LEVEL_SPREAD_DB
+
+
+def _tol(expected: float) -> float:
+    return max(0.2 * expected, 50.0)
+
+
+def _match(cadence: Cadence, mask: np.ndarray) -> ToneEvent | None:
+    n = len(mask)
+    on_runs = runs(mask)
+    if not on_runs:
+        return None
+    elements: list[tuple[bool, float, float, bool]] = []  # (on, start_ms, end_ms, complete)
+    pos = 0
+    for start, end in on_runs:
+        if start > pos:
+            elements.append((False, pos * FRAME_MS, start * FRAME_MS, pos > 0))
+        elements.append((True, start * FRAME_MS, end * FRAME_MS, start > 0 and end < n))
+        pos = end
+    if pos < n:
+        elements.append((False, pos * FRAME_MS, n * FRAME_MS, False))
+    now_ms = n * FRAME_MS
+    # A segment is only known to be complete once the next one has lasted CONFIRM_MS.
+    elements = [
+        (on, s, e, complete and (i + 1 < len(elements) and min(elements[i + 1][2], now_ms) - e >= CONFIRM_MS))
+        for i, (on, s, e, complete) in enumerate(elements)
+    ]
+    first_on = next(s for on, s, _, _ in elements if on)
+    if cadence.pattern_ms is None:
+        if len(on_runs) != 1 or on_runs[0][1] != n:
+            return None
+        on_ms = (n - on_runs[0][0]) * FRAME_MS
+        if on_ms < cadence.min_on_ms:
+            return None
+        return ToneEvent(cadence.name, cadence.verdict, first_on, first_on + cadence.min_on_ms)
+    expected = [d for pair in cadence.pattern_ms for d in pair]
+    for phase in range(0 if elements[0][0] else 1, len(expected), 2 if len(expected) > 1 else 1):
+        if _consistent(elements, expected, phase):
+            return _proof(cadence, elements)
+    return None
+
+
+def _consistent(elements: list, expected: list[float], phase: int) -> bool:
+    for i, (_, start, end, complete) in enumerate(elements):
+        e = expected[(phase + i) % len(expected)]
+        d = end - start
+        if complete and abs(d - e) > _tol(e):
+            return False
+        if not complete and d > e + _tol(e):
+            return False
+    return True
+
+
+def _proof(cadence: Cadence, elements: list) -> ToneEvent | None:
+    start = next(s for on, s, _, _ in elements if on)
+    if cadence.min_on_ms is not None:
+        for on, s, e, _ in elements:
+            if on and e - s >= cadence.min_on_ms:
+                return ToneEvent(cadence.name, cadence.verdict, s, s + cadence.min_on_ms)
+    complete = [(on, e) for on, _, e, c in elements if c]
+    if cadence.single_burst:
+        ends = [e for on, e in complete if on]
+        return ToneEvent(cadence.name, cadence.verdict, start, ends[0] + CONFIRM_MS) if ends else None
+    if len(complete) >= 2 and any(on for on, _ in complete):
+        return ToneEvent(cadence.name, cadence.verdict, start, complete[1][1] + CONFIRM_MS)
+    return None
+
+
+def _match_sit(labels: np.ndarray) -> ToneEvent | None:
+    segments = []  # (set name, start_ms, end_ms) in time order
+    for name in (*SIT_FIRST, *SIT_SECOND, SIT_THIRD):
+        for s, e in runs(_tone_mask(labels, SET_INDEX[name])):
+            segments.append((name, s * FRAME_MS, e * FRAME_MS))
+    segments.sort(key=lambda seg: seg[1])
+    lo, hi = SIT_SEGMENT_MS
+    for a, b, c in zip(segments, segments[1:], segments[2:]):
+        if a[0] in SIT_FIRST and b[0] in SIT_SECOND and c[0] == SIT_THIRD:
+            gaps_ok = b[1] - a[2] <= SIT_MAX_GAP_MS and c[1] - b[2] <= SIT_MAX_GAP_MS
+            lengths_ok = all(lo <= seg[2] - seg[1] <= hi for seg in (a, b)) and c[2] - c[1] >= lo
+            if gaps_ok and lengths_ok:
+                return ToneEvent("sit", "tone", a[1], c[1] + lo)
+    return None
+
+
+FAX_SETS = frozenset(SET_INDEX[c.tone_set] for c in CADENCES if c.verdict == "fax")
+SIT_SETS = frozenset(SET_INDEX[n] for n in (*SIT_FIRST, *SIT_SECOND, SIT_THIRD))
+
+
+def family_fractions(labels: np.ndarray) -> list[float]:
+    """Share of frames holding a fax tone, a call-progress tone and a SIT segment."""
+    on = labels[labels >= 0]
+    fax = sum(np.count_nonzero(on == i) for i in FAX_SETS)
+    sit = sum(np.count_nonzero(on == i) for i in SIT_SETS)
+    n = max(len(labels), 1)
+    return [fax / n, (len(on) - fax - sit) / n, sit / n]
+
+
+def prove_tones(labels: np.ndarray, level: np.ndarray) -> list[ToneEvent]:
+    """Every cadence proven by the frame labels so far, earliest decision first."""
+    events = []
+    counts = np.bincount(labels[labels >= 0], minlength=len(TONE_SETS))
+    masks: dict[int, np.ndarray | None] = {}
+    for cadence in CADENCES:
+        index = SET_INDEX[cadence.tone_set]
+        if counts[index] < MIN_RUN_FRAMES:
+            continue
+        if index not in masks:
+            mask = _tone_mask(labels, index)
+            masks[index] = mask if mask.any() and _steady(level, mask) else None
+        if masks[index] is not None:
+            event = _match(cadence, masks[index])
+            if event:
+                events.append(event)
+    if counts[SET_INDEX[SIT_THIRD]] >= MIN_RUN_FRAMES:
+        sit = _match_sit(labels)
+        if sit:
+            events.append(sit)
+    return sorted(events, key=lambda e: e.decided_ms)
+
+
+@dataclass(frozen=True)
+class Beep:
+    onset_ms: float
+    duration_ms: float
+    freq_hz: float
+
+
+BEEP_MIN_MS = 100.0
+BEEP_BAND_HZ = (400.0, 2100.0)
+BEEP_MIN_TONALITY = 0.8
+BEEP_MIN_DBFS = -45.0
+BEEP_MAX_DRIFT_HZ = 20.0
+
+
+def find_beep(power: np.ndarray, hop_ms: float, nfft: int, level_db: np.ndarray, after_ms: float | None) -> Beep | None:
+    """The first steady single tone of 400-2100 Hz lasting >= 100 ms that starts after speech (`after_ms`).
+
+    `power` is a (frames x bins) power spectrogram, `level_db` its per-frame level.
+    """
+    if after_ms is None:
+        return None
+    peak = np.argmax(power[:, 1:-1], axis=1) + 1
+    rows = np.arange(power.shape[0])
+    lobe = power[rows, peak - 1] + power[rows, peak] + power[rows, peak + 1]
+    wide = lobe + power[rows, np.maximum(peak - 2, 0)] + power[rows, np.minimum(peak + 2, power.shape[1] - 1)]
+    tonality = wide / (power.sum(axis=1) + 1e-12)
+    a, b, c = (np.log(power[rows, peak + k] + 1e-12) for k in (-1, 0, 1))
+    offset = 0.5 * (a - c) / np.where(np.abs(a - 2 * b + c) > 1e-12, a - 2 * b + c, 1e-12)
+    freq = (peak + np.clip(offset, -0.5, 0.5)) * 8000.0 / nfft
+    lo, hi = BEEP_BAND_HZ
+    ok = (tonality >= BEEP_MIN_TONALITY) & (level_db >= BEEP_MIN_DBFS) & (freq >= lo) & (freq <= hi)
+    start_frame = int(np.ceil(after_ms / hop_ms))
+    ok[:start_frame] = False
+    need = int(np.ceil(BEEP_MIN_MS / hop_ms))
+    for s, e in runs(ok):
+        if e - s >= need and np.ptp(freq[s:e]) <= 2 * BEEP_MAX_DRIFT_HZ:
+            return Beep(onset_ms=s * hop_ms, duration_ms=(e - s) * hop_ms, freq_hz=float(np.median(freq[s:e])))
+    return None
