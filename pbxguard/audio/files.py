@@ -66,7 +66,8 @@ def read_audio(path: str | Path, min_seconds: float = 0.0) -> np.ndarray:
     if samples.size == 0:
         raise AudioError(path, "no audio samples")
     if samples.size < min_seconds * SAMPLE_RATE:
-        raise AudioError(path, f"too short: {samples.size / SAMPLE_RATE * 1000:.0f} ms of audio, the window needs {min_seconds * 1000:.0f} ms")
+        have, need = samples.size / SAMPLE_RATE * 1000, min_seconds * 1000
+        raise AudioError(path, f"too short: {have:.0f} ms of audio, the window needs {need:.0f} ms")
     return samples
 
 

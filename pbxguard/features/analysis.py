@@ -64,8 +64,8 @@ def analyse(samples: np.ndarray, tone_frames: tuple[np.ndarray, np.ndarray, np.n
     x = np.asarray(samples)
     levels = measure_levels(x)
     labels, share, level_db = tone_frames if tone_frames is not None else tones.label_frames(frame_view(x))
-    events = tuple(tones.prove_tones(labels, level_db))
     talk = speech.talk_pattern(level_db, labels)
+    events = tuple(tones.prove_tones(labels, level_db, x, talk.onset_ms))
 
     magnitude = spectral.magnitude_spectrogram(x)
     power = magnitude**2

@@ -29,7 +29,7 @@ class Levels:
     rms_dbfs: float
     peak_dbfs: float
     zero_fraction: float
-    idle_value: int  # the most common sample value
+    idle_value: int  # the most common sample value within +-127 (idle codes and DC are small)
     idle_fraction: float  # share of samples equal to it
     outlier_fraction: float  # share of samples more than DITHER_SPAN away from it
     longest_constant_ms: float
@@ -45,9 +45,10 @@ class Levels:
 def measure_levels(samples: np.ndarray, sample_rate: int = 8000) -> Levels:
     x = samples.astype(np.int32)
     n = x.size
-    counts = np.bincount(x + 32768, minlength=65536)
+    counts = np.bincount(np.clip(x, -128, 127) + 128, minlength=256)
+    counts[[0, 255]] = 0  # clipped values are not idle candidates
     idle_index = int(np.argmax(counts))
-    idle = idle_index - 32768
+    idle = idle_index - 128
     near = int(counts[max(idle_index - DITHER_SPAN, 0) : idle_index + DITHER_SPAN + 1].sum())
     change = np.flatnonzero(np.diff(x)) if n > 1 else np.array([], dtype=np.int64)
     run_edges = np.concatenate(([-1], change, [n - 1]))

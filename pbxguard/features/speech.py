@@ -2,7 +2,8 @@
 
 app_amd calls a 20 ms frame silent when its mean |sample| is below 256 (about -42 dBFS): a quiet talker is
 silence to it and loud line noise is a word. Here a frame is active when it stands clearly above the line's
-own noise floor (the quiet end of the window) and above an absolute floor, and is not a pure tone.
+own noise floor (the quiet end of the window, or 30 dB below its loud end when the window is all speech)
+and above an absolute floor, and is not a pure tone.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pbxguard.features.tones import FRAME_MS, runs
 ACTIVE_ABOVE_FLOOR_DB = 10.0
 ACTIVE_MIN_DBFS = -55.0
 FLOOR_PERCENTILE = 10
+MAX_FLOOR_BELOW_PEAK_DB = 30.0  # in wall-to-wall speech the quiet end is speech too: cap the floor
 MERGE_GAP_MS = 160.0  # pauses shorter than this are inside a word or phrase
 MIN_UTTERANCE_MS = 60.0
 
@@ -59,7 +61,9 @@ class TalkPattern:
 
 def talk_pattern(level_db: np.ndarray, tone_labels: np.ndarray) -> TalkPattern:
     """Utterances from 20 ms frame levels; frames that are pure tones are not speech."""
-    floor = float(np.sort(level_db)[len(level_db) * FLOOR_PERCENTILE // 100])
+    ordered = np.sort(level_db)
+    loud = float(ordered[len(ordered) * 9 // 10])
+    floor = min(float(ordered[len(ordered) * FLOOR_PERCENTILE // 100]), loud - MAX_FLOOR_BELOW_PEAK_DB)
     active = (level_db > max(floor + ACTIVE_ABOVE_FLOOR_DB, ACTIVE_MIN_DBFS)) & (tone_labels < 0)
     merge = int(MERGE_GAP_MS / FRAME_MS)
     for s, e in runs(~active):

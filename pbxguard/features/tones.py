@@ -1,18 +1,22 @@
 """Call-progress, SIT and fax tones with frequency and cadence; the voicemail beep.
 
-Each 20 ms frame is projected by least squares onto sinusoids at the frequencies of every known tone set
-(two basis frequencies at f +- 4 Hz per spec frequency, so generators off by about 1 % still fit). The share
-of the frame's energy a set explains, the frame level and a per-component check (both halves of a dual tone
-must be present) give one label per frame; where a simpler set fits about as well, the simpler set wins. Runs of a label are then matched against the cadence tables;
-a tone is *proven* only when its frequencies and its on/off timing both match, which is what lets the policy
-hang up on it. Speech and music rarely put 70 % of a frame's energy into one spec frequency pair, and never
-with a spec cadence.
+Two resolutions, because 20 ms is too short to tell 440+480 Hz from 425 Hz or 400+450 Hz:
+1. Each 20 ms frame is projected by least squares onto sinusoids at the spec frequencies of every tone set
+   (basis frequencies at f +- 4 Hz). When a set explains most of the frame's energy and the frame is loud
+   enough, the frame gets that set's *family*: all the 350-620 Hz call-progress sets are one family; each
+   fax tone and each SIT segment is its own.
+2. Runs of a family are matched against the cadence tables, and a cadence's own frequencies are checked on
+   one high-resolution spectrum of the run (up to 256 ms, ~4 Hz resolution): most of the run's energy must
+   lie within 1.5 % (at least 10 Hz) of them, and every component must be there.
+A tone is *proven* only when frequencies and timing both match, which is what lets the policy hang up on
+it. Speech and music rarely put 70 % of a frame's energy into one spec frequency set, and never with a spec
+cadence and steady level.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -27,23 +31,27 @@ MAX_LEVEL_SPREAD_DB = 3.0  # a generator's level is steady; music and speech are
 GAP_FILL_FRAMES = 2  # a lost packet or a CED phase reversal does not end a tone
 MIN_RUN_FRAMES = 2
 CONFIRM_MS = 60.0  # how long a tone must be gone before its segment counts as complete
+VERIFY_SAMPLES = 2048  # 256 ms: the high-resolution look at a run's frequencies
+VERIFY_NFFT = 8192
+FREQ_TOLERANCE = 0.015
+MIN_FREQ_TOLERANCE_HZ = 10.0
+PROGRESS = "progress"
 
 
 @dataclass(frozen=True)
 class ToneSet:
     name: str
     freqs: tuple[float, ...]
+    family: str = ""  # frames of sets in one family are one tone to the cadence matcher; default: own name
     all_components: bool = True  # False for FSK, where a 20 ms frame may hold only one of the two
 
 
-
-
 TONE_SETS: tuple[ToneSet, ...] = (
-    ToneSet("350+440", (350.0, 440.0)),
-    ToneSet("440+480", (440.0, 480.0)),
-    ToneSet("480+620", (480.0, 620.0)),
-    ToneSet("400", (400.0,)),
-    ToneSet("425", (425.0,)),
+    ToneSet("350+440", (350.0, 440.0), PROGRESS),
+    ToneSet("440+480", (440.0, 480.0), PROGRESS),
+    ToneSet("480+620", (480.0, 620.0), PROGRESS),
+    ToneSet("400", (400.0,), PROGRESS),
+    ToneSet("425", (425.0,), PROGRESS),
     ToneSet("913.8", (913.8,)),
     ToneSet("985.2", (985.2,)),
     ToneSet("1100", (1100.0,)),
@@ -53,38 +61,43 @@ TONE_SETS: tuple[ToneSet, ...] = (
     ToneSet("1776.7", (1776.7,)),
     ToneSet("2100", (2100.0,)),
 )
-SET_INDEX = {s.name: i for i, s in enumerate(TONE_SETS)}
+FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(s.family or s.name for s in TONE_SETS))
+_FAMILY_OF_SET = np.array([FAMILIES.index(s.family or s.name) for s in TONE_SETS] + [-1])  # [-1] maps "no tone"
 _SET_SIZES = np.array([len(s.freqs) for s in TONE_SETS], dtype=float)
+SET_INDEX = {s.name: i for i, s in enumerate(TONE_SETS)}
 
 
 @dataclass(frozen=True)
 class Cadence:
-    """A tone's timing: on/off pairs in ms repeated cyclically, or None for a continuous tone."""
+    """A tone: its frequencies and its timing (on/off pairs in ms, cyclic; None for a continuous tone)."""
 
     name: str
     verdict: str  # "tone" or "fax"
-    tone_set: str
+    freqs: tuple[float, ...]
+    family: str
     pattern_ms: tuple[tuple[float, float], ...] | None
     min_on_ms: float | None = None  # an on-run this long proves it alone (long or continuous tones)
     single_burst: bool = False  # one complete on-segment proves it (fax CNG: 0.5 s on, 3 s off)
+    min_in_band: float = 0.8  # share of the run's energy within tolerance of `freqs`
+    min_component: float = 0.12  # share each of `freqs` must hold on its own
 
 
 CADENCES: tuple[Cadence, ...] = (
-    Cadence("busy_na", "tone", "480+620", ((500, 500),)),
-    Cadence("reorder_na", "tone", "480+620", ((250, 250),)),
-    Cadence("ringback_na", "tone", "440+480", ((2000, 4000),), min_on_ms=1000),
-    Cadence("dial_na", "tone", "350+440", None, min_on_ms=1000),
-    Cadence("busy_eu", "tone", "425", ((500, 500),)),
-    Cadence("congestion_eu", "tone", "425", ((250, 250),)),
-    Cadence("ringback_eu", "tone", "425", ((1000, 4000),), single_burst=True),
-    Cadence("dial_eu", "tone", "425", None, min_on_ms=1500),
-    Cadence("busy_uk", "tone", "400", ((375, 375),)),
-    Cadence("congestion_uk", "tone", "400", ((400, 350), (225, 525))),
-    # In a 20 ms frame 400+450 Hz is a 425 Hz carrier beating at 50 Hz: UK ringback is told by its cadence.
-    Cadence("ringback_uk", "tone", "425", ((400, 200), (400, 2000))),
-    Cadence("fax_cng", "fax", "1100", ((500, 3000),), single_burst=True),
-    Cadence("fax_ced", "fax", "2100", None, min_on_ms=500),
-    Cadence("fax_v21", "fax", "1650+1850", None, min_on_ms=500),
+    Cadence("busy_na", "tone", (480.0, 620.0), PROGRESS, ((500, 500),)),
+    Cadence("reorder_na", "tone", (480.0, 620.0), PROGRESS, ((250, 250),)),
+    Cadence("ringback_na", "tone", (440.0, 480.0), PROGRESS, ((2000, 4000),), min_on_ms=1000),
+    Cadence("dial_na", "tone", (350.0, 440.0), PROGRESS, None, min_on_ms=1000),
+    Cadence("busy_eu", "tone", (425.0,), PROGRESS, ((500, 500),)),
+    Cadence("congestion_eu", "tone", (425.0,), PROGRESS, ((250, 250),)),
+    Cadence("ringback_eu", "tone", (425.0,), PROGRESS, ((1000, 4000),), single_burst=True),
+    Cadence("dial_eu", "tone", (425.0,), PROGRESS, None, min_on_ms=1500),
+    Cadence("busy_uk", "tone", (400.0,), PROGRESS, ((375, 375),)),
+    Cadence("congestion_uk", "tone", (400.0,), PROGRESS, ((400, 350), (225, 525))),
+    Cadence("ringback_uk", "tone", (400.0, 450.0), PROGRESS, ((400, 200), (400, 2000))),
+    Cadence("fax_cng", "fax", (1100.0,), "1100", ((500, 3000),), single_burst=True),
+    Cadence("fax_ced", "fax", (2100.0,), "2100", None, min_on_ms=500),
+    # HDLC flags are mostly ones: about 70 % of the energy sits at 1650 Hz and 10 % at 1850 Hz.
+    Cadence("fax_v21", "fax", (1650.0, 1850.0), "1650+1850", None, min_on_ms=500, min_in_band=0.6, min_component=0.05),
 )
 
 SIT_FIRST = ("913.8", "985.2")
@@ -107,15 +120,15 @@ class ToneEvent:
         return {"name": self.name, "verdict": self.verdict, "start_ms": self.start_ms, "decided_ms": self.decided_ms}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _projection() -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
-    """Stacked orthonormal bases of every tone set and of every single spec frequency.
+    """Stacked orthonormal bases of every tone set and of each component a dual set must show.
 
     Returns the (FRAME x columns) matrix, each group's starting column (for np.add.reduceat), and for each
     tone set the group indices of its single-frequency components.
     """
     t = np.arange(FRAME) / 8000.0
-    freqs = sorted({f for s in TONE_SETS for f in s.freqs})
+    freqs = sorted({f for s in TONE_SETS if s.all_components and len(s.freqs) > 1 for f in s.freqs})
     groups = [s.freqs for s in TONE_SETS] + [(f,) for f in freqs]
     blocks, starts, col = [], [], 0
     for group in groups:
@@ -127,12 +140,14 @@ def _projection() -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
         blocks.append(q)
         starts.append(col)
         col += q.shape[1]
-    components = [[len(TONE_SETS) + freqs.index(f) for f in s.freqs] for s in TONE_SETS]
+    components = [[len(TONE_SETS) + freqs.index(f) for f in s.freqs] if f_ok else [] for s in TONE_SETS
+                  for f_ok in [s.all_components and len(s.freqs) > 1]]
     return np.hstack(blocks), np.array(starts), components
 
 
 def label_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per 20 ms frame (rows of `frames`, int16-scaled): tone-set index or -1, explained share, level in dBFS."""
+    """Per 20 ms frame (rows of `frames`, int16-scaled): tone-set index into TONE_SETS or -1, the share of
+    energy that set explains, and the frame level in dBFS."""
     basis, starts, components = _projection()
     x = frames - frames.mean(axis=1, keepdims=True)  # DC offset is not part of any tone
     energy = np.einsum("ij,ij->i", x, x) + 1e-9
@@ -148,6 +163,11 @@ def label_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return best, share, level
 
 
+def families(labels: np.ndarray) -> np.ndarray:
+    """Frame set labels to family indices into FAMILIES (-1 stays -1)."""
+    return _FAMILY_OF_SET[labels]
+
+
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) frame index pairs of the True runs of a boolean array, end exclusive."""
     padded = np.concatenate(([False], mask, [False]))
@@ -155,8 +175,8 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
-def _tone_mask(labels: np.ndarray, set_index: int) -> np.ndarray:
-    mask = labels == set_index
+def _tone_mask(family: np.ndarray, index: int) -> np.ndarray:
+    mask = family == index
     for start, end in runs(~mask):
         if 0 < start and end < len(mask) and end - start <= GAP_FILL_FRAMES:
             mask[start:end] = True
@@ -169,6 +189,35 @@ def _tone_mask(labels: np.ndarray, set_index: int) -> np.ndarray:
 def _steady(level: np.ndarray, mask: np.ndarray) -> bool:
     on = np.sort(level[mask])
     return on.size > 0 and float(on[(9 * on.size) // 10] - on[on.size // 10]) <= MAX_LEVEL_SPREAD_DB
+
+
+@lru_cache(maxsize=8)
+def _verify_window(n: int) -> np.ndarray:
+    return np.hanning(n)
+
+
+def run_spectrum(samples: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Power spectrum (VERIFY_NFFT bins) of the middle of the longest run of `mask`."""
+    start, end = max(runs(mask), key=lambda r: r[1] - r[0])
+    a, b = start * FRAME, min(end * FRAME, len(samples))
+    if b - a > VERIFY_SAMPLES:
+        a += (b - a - VERIFY_SAMPLES) // 2
+        b = a + VERIFY_SAMPLES
+    segment = samples[a:b].astype(np.float64)
+    segment = (segment - segment.mean()) * _verify_window(len(segment))
+    return np.abs(np.fft.rfft(segment, VERIFY_NFFT)) ** 2
+
+
+def frequencies_match(power: np.ndarray, run_samples: int, cadence: Cadence) -> bool:
+    """Most of the run's energy lies near the cadence's frequencies, and each of them holds its share."""
+    bin_hz = 8000.0 / VERIFY_NFFT
+    lobe = 2 * 8000.0 / max(min(run_samples, VERIFY_SAMPLES), 1)  # Hann main-lobe half width
+    total = power.sum() + 1e-12
+    shares = []
+    for f in cadence.freqs:
+        tol = max(FREQ_TOLERANCE * f, MIN_FREQ_TOLERANCE_HZ) + lobe
+        shares.append(power[int((f - tol) / bin_hz) : int((f + tol) / bin_hz) + 1].sum() / total)
+    return sum(shares) >= cadence.min_in_band and min(shares) >= cadence.min_component
 
 
 def _tol(expected: float) -> float:
@@ -252,36 +301,47 @@ def _match_sit(labels: np.ndarray) -> ToneEvent | None:
     return None
 
 
-FAX_SETS = frozenset(SET_INDEX[c.tone_set] for c in CADENCES if c.verdict == "fax")
-SIT_SETS = frozenset(SET_INDEX[n] for n in (*SIT_FIRST, *SIT_SECOND, SIT_THIRD))
+# Per set label (and -1 last): 0 no tone, 1 fax, 2 call progress, 3 SIT segment.
+_CATEGORY = np.array(
+    [1 if (s.family or s.name) in {c.family for c in CADENCES if c.verdict == "fax"}
+     else 2 if s.family == PROGRESS else 3 if s.name in (*SIT_FIRST, *SIT_SECOND, SIT_THIRD) else 0
+     for s in TONE_SETS] + [0])
 
 
 def family_fractions(labels: np.ndarray) -> list[float]:
     """Share of frames holding a fax tone, a call-progress tone and a SIT segment."""
-    on = labels[labels >= 0]
-    fax = sum(np.count_nonzero(on == i) for i in FAX_SETS)
-    sit = sum(np.count_nonzero(on == i) for i in SIT_SETS)
+    counts = np.bincount(_CATEGORY[labels], minlength=4)
     n = max(len(labels), 1)
-    return [fax / n, (len(on) - fax - sit) / n, sit / n]
+    return [counts[1] / n, counts[2] / n, counts[3] / n]
 
 
-def prove_tones(labels: np.ndarray, level: np.ndarray) -> list[ToneEvent]:
-    """Every cadence proven by the frame labels so far, earliest decision first."""
+def prove_tones(labels: np.ndarray, level: np.ndarray, samples: np.ndarray, speech_onset_ms: float) -> list[ToneEvent]:
+    """Every cadence proven by the frame labels (and the `samples` they came from), earliest first.
+
+    A fax machine does not talk first: a fax tone that starts after speech is a voicemail beep.
+    """
     events = []
-    counts = np.bincount(labels[labels >= 0], minlength=len(TONE_SETS))
-    masks: dict[int, np.ndarray | None] = {}
+    family = families(labels)
+    counts = np.bincount(family[family >= 0], minlength=len(FAMILIES))
+    masks: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
     for cadence in CADENCES:
-        index = SET_INDEX[cadence.tone_set]
+        index = FAMILIES.index(cadence.family)
         if counts[index] < MIN_RUN_FRAMES:
             continue
         if index not in masks:
-            mask = _tone_mask(labels, index)
-            masks[index] = mask if mask.any() and _steady(level, mask) else None
-        if masks[index] is not None:
-            event = _match(cadence, masks[index])
-            if event:
-                events.append(event)
-    if counts[SET_INDEX[SIT_THIRD]] >= MIN_RUN_FRAMES:
+            mask = _tone_mask(family, index)
+            steady = mask.any() and _steady(level, mask)
+            masks[index] = (mask, run_spectrum(samples, mask)) if steady else None
+        if masks[index] is None:
+            continue
+        mask, power = masks[index]
+        longest = max(e - s for s, e in runs(mask)) * FRAME
+        if not frequencies_match(power, longest, cadence):
+            continue
+        event = _match(cadence, mask)
+        if event and not (cadence.verdict == "fax" and event.start_ms > speech_onset_ms):
+            events.append(event)
+    if np.count_nonzero(labels == SET_INDEX[SIT_THIRD]) >= MIN_RUN_FRAMES:
         sit = _match_sit(labels)
         if sit:
             events.append(sit)
@@ -297,9 +357,9 @@ class Beep:
 
 BEEP_MIN_MS = 100.0
 BEEP_BAND_HZ = (400.0, 2100.0)
-BEEP_MIN_TONALITY = 0.8
+BEEP_MIN_TONALITY = 0.95  # a sustained vowel still spreads over its harmonics
 BEEP_MIN_DBFS = -45.0
-BEEP_MAX_DRIFT_HZ = 20.0
+BEEP_MAX_DRIFT_HZ = 10.0
 
 
 def find_beep(power: np.ndarray, hop_ms: float, nfft: int, level_db: np.ndarray, after_ms: float | None) -> Beep | None:

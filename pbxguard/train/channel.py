@@ -53,6 +53,8 @@ def draw(rng: np.random.Generator, quiet_line: bool = False) -> ChannelDraw:
 
 def apply(x: np.ndarray, channel: ChannelDraw, rng: np.random.Generator, band_limit: bool = True) -> np.ndarray:
     """Pass float int16-scaled samples through the channel; returns int16 after the G.711 round trip."""
+    if not np.all(np.isfinite(x)):
+        raise ValueError("channel input has non-finite samples: a generator is broken")
     n = len(x)
     y = x.copy()
     if band_limit:

@@ -30,7 +30,7 @@ CLIP_SECONDS = 2.4  # a little longer than the 2 s window
 SPLITS = ("train", "val", "test")
 SPLIT_SHARES = (0.6, 0.2, 0.2)
 CLASSES = ("human", "machine", "silence", "digital_silence", "fax", "tone", "music", "noise")
-LABEL_COLUMNS = ("file", "split", "class", "subclass", "source", "params")
+LABEL_COLUMNS = ("file", "split", "class", "subclass", "source", "params")  # several sources: "a|b"
 TTS_PER_VOICE = 3
 
 
@@ -160,7 +160,7 @@ def compose(cls: str, index: int, seed: int, pools: SourcePools) -> tuple[np.nda
             source_id, x = natural(length)()
             pos = _place(canvas, _fade(x), pos) + int(rng.uniform(0.25, 0.6) * RATE)
             used.append(source_id)
-        subclass, source = "live_answer", "+".join(used)
+        subclass, source = "live_answer", "|".join(used)
         params = {"lead_s": round(lead, 3), "utterance_s": [round(v, 3) for v in lengths]}
     elif cls == "machine":
         start = int(rng.uniform(0.0, 0.4) * RATE)
@@ -186,7 +186,7 @@ def compose(cls: str, index: int, seed: int, pools: SourcePools) -> tuple[np.nda
                 params.update(bp, beep_ms=round(beep_at * 1000 / RATE, 1))
             else:
                 used = _continuous(canvas, natural(), rng, start, n)
-            subclass, source = ("greeting_beep" if beep_at else "greeting"), "+".join(used)
+            subclass, source = ("greeting_beep" if beep_at else "greeting"), "|".join(used)
         params["start_ms"] = round(start * 1000 / RATE, 1)
     elif cls == "silence":
         canvas, params = signals.dead_air(n, rng)
@@ -288,6 +288,29 @@ def build(out: str | Path, seed: int = 1, per_class: int = 500, workers: int | N
     (out / "recipe.json").write_text(json.dumps({"seed": seed, "per_class": per_class, "clip_seconds": CLIP_SECONDS,
                                                   "classes": CLASSES, "split_shares": SPLIT_SHARES}, indent=2) + "\n")
     return out / "labels.csv"
+
+
+EXAMPLES = (("human", "live_answer"), ("machine", "greeting"), ("machine", "robocall"), ("silence", None),
+            ("digital_silence", "alaw_d5"), ("fax", "fax_cng"), ("tone", "busy_na"), ("music", None), ("noise", None))
+
+
+def write_examples(out: str | Path, seed: int = 1) -> list[Path]:
+    """One test-split opening per kind of call, for the Quickstart: never seen by the shipped models."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pools = load_pools(seed, tts_per_voice=1)
+    written, rows = [], []
+    for cls, subclass in EXAMPLES:
+        for index in range(10_000):
+            audio, row = compose(cls, index, seed + 1000, pools)
+            if row["split"] == "test" and subclass in (None, row["subclass"]):
+                break
+        name = f"{row['subclass'] if subclass else cls}.wav"
+        write_wav(out / name, audio)
+        written.append(out / name)
+        rows.append({"file": name, **row})
+    write_labels(out / "labels.csv", rows)
+    return written
 
 
 def write_labels(path: Path, rows: list[dict]) -> None:

@@ -7,17 +7,13 @@ drew, so a corpus row can say exactly how its clip was made.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import lfilter
+from scipy.signal import butter, lfilter, sosfilt
 
 from pbxguard.audio import g711
-from pbxguard.features.tones import CADENCES, SIT_FIRST, SIT_SECOND, SIT_THIRD, TONE_SETS, Cadence
+from pbxguard.features.tones import CADENCES, SIT_FIRST, SIT_SECOND, SIT_THIRD, Cadence
 
 RATE = 8000
 FULL_SCALE = 32768.0
-
-# The generators write the real UK ringback pair; the detector sees it as a 425 Hz carrier (see tones.py).
-_GENERATED_FREQS = {"ringback_uk": (400.0, 450.0)}
-
 
 def db_to_amplitude(dbfs: float) -> float:
     """RMS level in dBFS to the RMS amplitude in int16 units."""
@@ -62,8 +58,7 @@ def cadence_tone(cadence: Cadence, n: int, rng: np.random.Generator, level_dbfs:
     Without an `offset_ms` the cycle is entered at random, but never so that the first `window` samples
     are mostly the off part of a long cadence: that opening would be silence, not a tone.
     """
-    freqs = _GENERATED_FREQS.get(cadence.name, next(s.freqs for s in TONE_SETS if s.name == cadence.tone_set))
-    freqs = tuple(f * freq_scale for f in freqs)
+    freqs = tuple(f * freq_scale for f in cadence.freqs)
     pattern = pattern_ms if pattern_ms is not None else cadence.pattern_ms
     if offset_ms is None:
         offset_ms = 0.0
@@ -142,9 +137,10 @@ def dead_air(n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         mains = float(rng.choice([50.0, 60.0]))
         x = hum(n, rng, mains) + rng.uniform(0.05, 0.5) * coloured_noise(n, rng, "white")
         params["mains_hz"] = mains
-    elif kind == "comfort":  # RFC 3389 comfort noise: shaped noise whose level steps every 20 ms
-        a1, a2 = rng.uniform(-1.2, 1.2), rng.uniform(-0.5, 0.3)
-        x = lfilter([1.0], [1.0, -a1 * 0.8, -a2 * 0.8], rng.standard_normal(n))
+    elif kind == "comfort":  # RFC 3389 comfort noise: spectrally shaped noise whose level steps every 20 ms
+        low = float(rng.uniform(100, 1500))
+        sos = butter(2, [low, float(rng.uniform(low + 500, 3800))], btype="bandpass", fs=RATE, output="sos")
+        x = sosfilt(sos, rng.standard_normal(n))
         x *= np.repeat(10 ** (rng.normal(0, 1.0, n // 160 + 1) / 20), 160)[:n]
     else:
         x = coloured_noise(n, rng, kind)

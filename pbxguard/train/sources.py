@@ -91,10 +91,12 @@ def _load(paths: list[Path], group: str, root: Path, trim_silence: bool = True) 
 def natural_speech() -> list[Source]:
     """Recorded human speech: Asterisk prompts, pocketsphinx test utterances, codec2 test voices."""
     sources = _load([p for p in ASTERISK_SOUNDS.glob("*.wav")], "asterisk", ASTERISK_SOUNDS)
-    sources += _load(list(POCKETSPHINX_DATA.rglob("*.wav")) + list(POCKETSPHINX_DATA.rglob("*.raw")), "pocketsphinx", POCKETSPHINX_DATA)
+    sphinx = list(POCKETSPHINX_DATA.rglob("*.wav")) + list(POCKETSPHINX_DATA.rglob("*.raw"))
+    sources += _load(sphinx, "pocketsphinx", POCKETSPHINX_DATA)
     sources += _load([p for p in CODEC2_SPEECH if p.exists()], "codec2", Path("/usr/share/codec2"))
     if not sources:
-        raise FileNotFoundError("no speech sources: install asterisk-core-sounds-en-wav, pocketsphinx-testdata, codec2-examples (bash .ci/setup)")
+        raise FileNotFoundError("no speech sources: install asterisk-core-sounds-en-wav, pocketsphinx-testdata and "
+                                "codec2-examples (bash .ci/setup)")
     return sources
 
 

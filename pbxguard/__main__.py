@@ -1,0 +1,5 @@
+import sys
+
+from pbxguard.cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""The `pbxguard` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+# Per-call work is small matrices: BLAS threads only add overhead and steal the other calls' cores.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from pbxguard.screener.models import DEFAULT_MODELS_DIR  # noqa: E402  (after the thread limits)
+
+
+def _screener(args):
+    from pbxguard.screener import Screener
+
+    return Screener(args.models, window_ms=args.window_ms)
+
+
+def _key_evidence(verdict) -> str:
+    ev = verdict.evidence
+    parts = [f"rms {ev['levels']['rms_dbfs']:.0f} dBFS"]
+    if ev["tones"]:
+        parts.append("tone " + ev["tones"][0]["name"])
+    if ev["utterances_ms"]:
+        parts.append(f"speech at {ev['speech_onset_ms']:.0f} ms, {len(ev['utterances_ms'])} utt")
+    if ev.get("beep_ms") is not None:
+        parts.append(f"beep at {ev['beep_ms']:.0f} ms")
+    if "synthetic_voice" in ev:
+        parts.append(f"synthetic {ev['synthetic_voice']:.2f}")
+    return ", ".join(parts)
+
+
+def cmd_classify(args) -> int:
+    from pbxguard.audio import AudioError, read_audio
+
+    try:
+        screener = _screener(args)
+    except Exception as exc:  # a broken install must say what is wrong, not dump a traceback
+        print(f"pbxguard: cannot load models: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    if not args.json:
+        print(f"{'file':<40} {'verdict':<16} {'conf':>6} {'decided_ms':>10}  evidence")
+    for name in args.files:
+        try:
+            samples = read_audio(name, min_seconds=args.window_ms / 1000)
+        except AudioError as exc:
+            print(f"pbxguard: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        verdict = screener.screen(samples)
+        if args.json:
+            print(json.dumps({"file": name, **verdict.as_dict()}))
+        else:
+            print(f"{Path(name).name:<40} {verdict.label:<16} {verdict.confidence:>6.3f} "
+                  f"{verdict.decided_ms:>10.0f}  {_key_evidence(verdict)}")
+    return 2 if failed else 0
+
+
+def cmd_bench(args) -> int:
+    from pbxguard import bench
+
+    result = bench.run(_screener(args), per_class=args.per_class, rounds=args.rounds)
+    for k, v in result.items():
+        print(f"{k:<18} {v}")
+    return 0
+
+
+def cmd_corpus(args) -> int:
+    from pbxguard.train import corpus
+
+    labels = corpus.build(args.out, seed=args.seed, per_class=args.per_class, workers=args.workers, progress=not args.quiet)
+    print(f"wrote {labels}")
+    return 0
+
+
+def cmd_examples(args) -> int:
+    from pbxguard.train import corpus
+
+    for path in corpus.write_examples(args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from pbxguard.train import train
+
+    manifest = train.train(args.corpus, args.out, seed=args.seed, site=args.site, workers=args.workers, progress=not args.quiet)
+    print(json.dumps({k: manifest[k] for k in ("model_version", "training_clips", "thresholds", "metrics")}, indent=2))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from pbxguard.train import evaluate
+
+    report = evaluate.run(args.folder, _screener(args), args.labels)
+    print(evaluate.format_report(report))
+    for problem in report["unreadable"]:
+        print(f"pbxguard: {problem}", file=sys.stderr)
+    if args.report:
+        for path in evaluate.write_report(report, args.report):
+            print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pbxguard", description="Screen the first two seconds of phone calls.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def engine_options(p):
+        p.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="model folder with manifest.json (default: %(default)s)")
+        p.add_argument("--window-ms", type=int, default=2000, help="audio window to classify (default: %(default)s)")
+
+    p = sub.add_parser("classify", help="classify audio files (WAV, .ul/.ulaw, .al/.alaw, .sln/.raw)")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    engine_options(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("bench", help="CPU time per screen() call, p50/p99 latency, peak RSS")
+    p.add_argument("--per-class", type=int, default=25)
+    p.add_argument("--rounds", type=int, default=5)
+    engine_options(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("corpus", help="build the labelled corpus of call openings")
+    corpus_sub = p.add_subparsers(dest="corpus_command", required=True)
+    b = corpus_sub.add_parser("build")
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--per-class", type=int, default=500)
+    b.add_argument("--workers", type=int, default=None)
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=cmd_corpus)
+    e = corpus_sub.add_parser("examples", help="write one held-out example opening per kind of call")
+    e.add_argument("--out", type=Path, required=True)
+    e.set_defaults(func=cmd_examples)
+
+    p = sub.add_parser("train", help="train the learned stages and write models/ with its manifest")
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR)
+    p.add_argument("--site", type=Path, action="append", default=[], help="a labelled folder of the site's own calls (repeatable)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate on a labelled folder")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--labels", type=Path, help="labels CSV (default: FOLDER/labels.csv or class subfolders)")
+    p.add_argument("--report", type=Path, help="also write report.json, report.txt and plots here")
+    engine_options(p)
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""`pbxguard eval`: the whole engine (detectors, learned stages, policy) on a labelled folder.
+
+Reports per-class precision, recall, F1 and support, the confusion matrix, macro-F1, one-vs-rest ROC-AUC,
+the live-caller false-block rate, and the project's own targets. `--report` also writes JSON, Markdown
+and (with matplotlib installed) PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
+
+from pbxguard.audio import AudioError, read_audio
+from pbxguard.policy import Policy
+from pbxguard.screener import Screener
+from pbxguard.train.dataset import read_labelled
+from pbxguard.verdict import CLASSES
+
+
+def run(folder: str | Path, screener: Screener, labels_csv: str | Path | None = None, policy: Policy | None = None) -> dict:
+    policy = policy or Policy()
+    clips = read_labelled(folder, labels_csv)
+    truth, predicted, actions, scores, synthetic, subclasses, errors = [], [], [], [], [], [], []
+    for clip in clips:
+        try:
+            samples = read_audio(clip.path, min_seconds=screener.window_ms / 1000)
+        except AudioError as exc:
+            errors.append(str(exc))
+            continue
+        verdict = screener.screen(samples)
+        truth.append(clip.label)
+        subclasses.append(clip.subclass)
+        predicted.append(verdict.label)
+        actions.append(policy.decide(verdict).action)
+        scores.append([verdict.scores[c] for c in CLASSES])
+        synthetic.append(verdict.label == "machine" and verdict.evidence.get("synthetic_voice", 0.0) >= 0.5)
+    return metrics(np.array(truth), np.array(predicted), np.array(actions), np.array(scores), np.array(synthetic),
+                   np.array(subclasses), errors)
+
+
+def _rate(numerator: np.ndarray, denominator: np.ndarray) -> float | None:
+    n = int(denominator.sum())
+    return round(float((numerator & denominator).sum() / n), 4) if n else None
+
+
+def metrics(truth, predicted, actions, scores, synthetic, subclasses, errors) -> dict:
+    present = [c for c in CLASSES if c in set(truth) or c in set(predicted)]
+    p, r, f, s = precision_recall_fscore_support(truth, predicted, labels=present, zero_division=0)
+    auc = {}
+    for k, c in enumerate(CLASSES):
+        positive = truth == c
+        if 0 < positive.sum() < len(truth):
+            auc[c] = round(float(roc_auc_score(positive, scores[:, k])), 4)
+    human, silence = truth == "human", truth == "silence"
+    said_silence = predicted == "silence"
+    speech = np.isin(truth, ["human", "machine"])
+    on_spec = ~np.char.startswith(subclasses.astype(str), "offspec")
+    robocall = subclasses == "robocall"
+    targets = {
+        "deadair_recall": _rate(said_silence, silence),
+        "deadair_precision_vs_live": _rate(silence, said_silence & (silence | human)),
+        "digital_silence_recall": _rate(predicted == "digital_silence", truth == "digital_silence"),
+        "deadair_taken_for_digital_silence": _rate(predicted == "digital_silence", silence),
+        "tone_recall_on_spec": _rate(predicted == "tone", (truth == "tone") & on_spec),
+        "fax_recall": _rate(predicted == "fax", truth == "fax"),
+        "speech_taken_for_tone_or_fax": _rate(np.isin(predicted, ["tone", "fax"]), speech),
+        "live_vs_machine_accuracy": _rate(predicted == truth, speech),
+        "synthetic_voice_f1": round(float(f1_score(robocall[speech], synthetic[speech], zero_division=0)), 4) if speech.any() else None,
+        "live_false_block_rate": _rate(actions != "BRIDGE", human),
+    }
+    true_present = [c for c in present if c in set(truth)]
+    return {
+        "clips": int(len(truth)),
+        "unreadable": errors,
+        "per_class": {c: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4), "f1": round(float(f[i]), 4),
+                          "support": int(s[i])} for i, c in enumerate(present)},
+        "macro_f1": round(float(f1_score(truth, predicted, labels=true_present, average="macro", zero_division=0)), 4),
+        "roc_auc": auc,
+        "confusion": {"labels": present, "matrix": confusion_matrix(truth, predicted, labels=present).tolist()},
+        "targets": targets,
+        "actions": {a: int((actions == a).sum()) for a in ("BRIDGE", "CHALLENGE", "HANGUP")},
+    }
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{report['clips']} clips, {len(report['unreadable'])} unreadable"]
+    lines.append(f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
+    for c, m in report["per_class"].items():
+        lines.append(f"{c:<16}{m['precision']:>10.4f}{m['recall']:>10.4f}{m['f1']:>10.4f}{m['support']:>9}")
+    lines.append(f"macro-F1 {report['macro_f1']:.4f}")
+    lines.append("ROC-AUC  " + "  ".join(f"{c} {v:.4f}" for c, v in report["roc_auc"].items()))
+    labels = report["confusion"]["labels"]
+    short = [c[:7] for c in labels]
+    lines.append("confusion (rows: truth, columns: verdict)")
+    lines.append(f"{'':<16}" + "".join(f"{c:>8}" for c in short))
+    for c, row in zip(labels, report["confusion"]["matrix"]):
+        lines.append(f"{c:<16}" + "".join(f"{v:>8}" for v in row))
+    lines.append("targets")
+    for k, v in report["targets"].items():
+        lines.append(f"  {k:<36}{'n/a' if v is None else f'{v:.4f}'}")
+    lines.append("actions  " + "  ".join(f"{a} {n}" for a, n in report["actions"].items()))
+    return "\n".join(lines)
+
+
+def write_report(report: dict, out: str | Path) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "report.json", out / "report.txt"]
+    written[0].write_text(json.dumps(report, indent=2) + "\n")
+    written[1].write_text(format_report(report) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return written
+    labels = report["confusion"]["labels"]
+    matrix = np.array(report["confusion"]["matrix"])
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+    ax.set_xlabel("verdict")
+    ax.set_ylabel("truth")
+    fig.tight_layout()
+    fig.savefig(out / "confusion.png", dpi=100)
+    plt.close(fig)
+    written.append(out / "confusion.png")
+    return written

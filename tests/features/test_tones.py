@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from pbxguard.features.analysis import analyse
+from pbxguard.features.tones import CADENCES
+from pbxguard.train import signals, sources
+from tests.conftest import seconds, through_line
+
+CADENCE = {c.name: c for c in CADENCES}
+# Entry points into each cycle that put enough of the tone inside a 2 s window to prove it.
+ON_SPEC = [
+    ("busy_na", 0), ("reorder_na", 100), ("ringback_na", 0), ("dial_na", 0), ("busy_eu", 250),
+    ("congestion_eu", 0), ("ringback_eu", 4500), ("dial_eu", 0), ("busy_uk", 0), ("congestion_uk", 0),
+    ("ringback_uk", 0), ("fax_cng", 3200), ("fax_ced", 0), ("fax_v21", 0),
+]
+
+
+def tone_clip(name, offset_ms, level, law, rng, **kwargs):
+    cadence = CADENCE[name]
+    if name == "fax_v21":
+        x = signals.v21_flags(seconds(2.4), rng, level)
+    else:
+        x, _ = signals.cadence_tone(cadence, seconds(2.4), rng, level, offset_ms=offset_ms, **kwargs)
+    return through_line(x, rng, law)[: seconds(2)]
+
+
+@pytest.mark.parametrize("name, offset", ON_SPEC)
+@pytest.mark.parametrize("level", [-10.0, -30.0, -45.0])
+@pytest.mark.parametrize("law", ["ulaw", "alaw"])
+def test_on_spec_tones_are_proven(name, offset, level, law):
+    rng = np.random.default_rng(abs(hash((name, level, law))) % 2**32)
+    events = analyse(tone_clip(name, offset, level, law, rng)).tone_events
+    assert events, f"{name} at {level} dBFS ({law}) not proven"
+    assert events[0].name == name or {events[0].name, name} <= {"busy_uk", "congestion_uk"}
+    assert events[0].verdict == CADENCE[name].verdict
+
+
+def test_fax_cng_is_proven_soon_after_its_burst():
+    rng = np.random.default_rng(3)
+    event = analyse(tone_clip("fax_cng", 3400, -20.0, "ulaw", rng)).tone_events[0]
+    # The burst starts 100 ms in and lasts 500 ms: proven once it has been gone for 60 ms.
+    assert event.start_ms == pytest.approx(100, abs=20)
+    assert event.decided_ms == pytest.approx(660, abs=40)
+
+
+@pytest.mark.parametrize("name", ["busy_na", "dial_na", "busy_eu", "fax_cng", "fax_ced"])
+@pytest.mark.parametrize("scale", [0.85, 1.15])
+def test_off_spec_frequencies_are_not_proven(name, scale):
+    rng = np.random.default_rng(5)
+    assert not analyse(tone_clip(name, 0 if name != "fax_cng" else 3200, -20.0, "ulaw", rng, freq_scale=scale)).tone_events
+
+
+@pytest.mark.parametrize("pattern", [((100.0, 900.0),), ((700.0, 150.0),), ((1500.0, 300.0),)])
+def test_off_spec_cadences_are_not_proven(pattern):
+    rng = np.random.default_rng(6)
+    x, _ = signals.cadence_tone(CADENCE["busy_na"], seconds(2.4), rng, -20.0, pattern_ms=pattern, offset_ms=0.0)
+    assert not analyse(through_line(x, rng)[: seconds(2)]).tone_events
+
+
+def test_sit_is_proven():
+    rng = np.random.default_rng(8)
+    x, params = signals.sit_tone(seconds(2.4), rng, -20.0, 100.0)
+    event = analyse(through_line(x, rng)[: seconds(2)]).tone_events[0]
+    assert event.name == "sit" and event.verdict == "tone"
+
+
+def test_speech_and_music_are_not_taken_for_tones():
+    speech = sources.natural_speech()
+    music = sources.music()
+    rng = np.random.default_rng(9)
+    clips = [s.samples for s in speech[::4]] + [m.samples[k * 16000 : (k + 1) * 16000] for m in music for k in range(0, 120, 6)]
+    for x in clips:
+        x = np.concatenate([x, np.zeros(seconds(2))])[: seconds(2)].astype(np.float64)
+        assert not analyse(through_line(x, rng)).tone_events
+
+
+@pytest.mark.parametrize("beep_hz", [1000.0, 1100.0, 1650.0, 2100.0])
+def test_beep_after_speech_reports_its_onset_and_is_not_fax(beep_hz):
+    rng = np.random.default_rng(10)
+    prompt = next(s for s in sources.natural_speech() if s.id == "asterisk:vm-intro.wav").samples[: seconds(1.0)]
+    canvas = np.zeros(seconds(2.0))
+    canvas[: len(prompt)] = prompt
+    beep = signals.sinusoids((beep_hz,), seconds(0.6), rng) * signals.db_to_amplitude(-15.0)
+    canvas[seconds(1.2) : seconds(1.8)] = beep
+    analysis = analyse(through_line(canvas, rng))
+    assert analysis.beep is not None
+    assert analysis.beep.onset_ms == pytest.approx(1200, abs=30)
+    assert not analysis.tone_events

@@ -1,0 +1,28 @@
+import numpy as np
+
+from pbxguard.screener.forest import CompiledForest
+from pbxguard.screener.models import load_pinned
+from pbxguard.train.dataset import extract, read_labelled
+
+
+def test_compiled_forests_equal_scikit_learn(small_models, small_corpus):
+    model, _ = load_pinned(small_models)
+    X, _ = extract(read_labelled(small_corpus / "test")[:60], workers=2, progress=False)
+    deadair, opening = model.split(X)
+    for forest, block in ((model.deadair_, deadair), (model.opening_, opening), (model.synthetic_, opening)):
+        compiled = CompiledForest(forest)
+        expected = forest.predict_proba(block)
+        actual = np.stack([compiled.predict_proba(row) for row in block])
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-12)
+        assert np.array_equal(compiled.classes_, forest.classes_)
+
+
+def test_compiled_forest_on_values_at_split_thresholds(small_models):
+    # Rows exactly at thresholds exercise the float32 cast and `<=`: where naive float64 code goes wrong.
+    model, _ = load_pinned(small_models)
+    forest = model.opening_
+    tree = forest.estimators_[0].tree_
+    row = np.zeros(forest.n_features_in_)
+    internal = np.flatnonzero(tree.children_left >= 0)[:20]
+    row[tree.feature[internal]] = tree.threshold[internal]
+    np.testing.assert_allclose(CompiledForest(forest).predict_proba(row), forest.predict_proba(row[None, :])[0], atol=1e-12)

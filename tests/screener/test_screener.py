@@ -1,0 +1,71 @@
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pbxguard.audio import read_audio
+from pbxguard.features.tones import CADENCES
+from pbxguard.screener import Screener
+from pbxguard.train import signals
+from pbxguard.verdict import CLASSES
+from tests.conftest import seconds, through_line
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "tests" / "examples"
+
+
+def stream_all(screener, samples, frame=160):
+    stream = screener.stream()
+    for k in range(0, len(samples), frame):
+        verdict = stream.feed(samples[k : k + frame])
+        if verdict is not None:
+            return verdict, k + frame
+    return stream.finish(), len(samples)
+
+
+def test_scores_cover_every_class(screener, small_corpus):
+    clip = next((small_corpus / "test").glob("human_*.wav"))
+    verdict = screener.screen(read_audio(clip))
+    assert set(verdict.scores) == set(CLASSES)
+    assert sum(verdict.scores.values()) == pytest.approx(1.0)
+    assert 0.0 <= verdict.confidence <= 1.0
+    assert verdict.model.startswith("pbxguard-")
+
+
+def test_fax_cng_is_decided_early_in_a_stream(screener):
+    rng = np.random.default_rng(11)
+    cng = next(c for c in CADENCES if c.name == "fax_cng")
+    x, _ = signals.cadence_tone(cng, seconds(2.4), rng, -25.0, offset_ms=3400.0)
+    samples = through_line(x, rng)
+    verdict, fed = stream_all(screener, samples)
+    assert verdict.label == "fax" and verdict.proven
+    assert verdict.decided_ms < 800 and fed * 1000 / 8000 < 900
+    assert screener.screen(samples).label == "fax"
+
+
+@pytest.mark.parametrize("frame", [160, 320, 97])  # 20 ms, 40 ms and an odd length: frames are not assumed
+def test_stream_equals_batch_at_the_end_of_the_window(screener, small_corpus, frame):
+    for clip in sorted((small_corpus / "test").glob("*.wav"))[::9]:
+        samples = read_audio(clip)
+        batch = screener.screen(samples)
+        streamed, _ = stream_all(screener, samples[: seconds(2)], frame)
+        assert streamed.label == batch.label, clip.name
+        if not batch.proven:
+            assert streamed.scores == pytest.approx(batch.scores)
+
+
+def test_stream_that_stops_early_still_decides(screener):
+    stream = screener.stream()
+    stream.feed(np.zeros(seconds(1.5), dtype=np.int16))
+    assert stream.finish().label == "digital_silence"
+
+
+def test_shipped_models_label_the_bundled_examples():
+    screener = Screener()
+    with open(EXAMPLES / "labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 8
+    for row in rows:
+        verdict = screener.screen(read_audio(EXAMPLES / row["file"]))
+        assert verdict.label == row["class"], row["file"]

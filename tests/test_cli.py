@@ -1,0 +1,41 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+
+
+def pbxguard(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "pbxguard", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_classify_json_lines():
+    files = sorted(EXAMPLES.glob("*.wav"))
+    result = pbxguard("classify", "--json", *files)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == len(files)
+    for line in lines:
+        assert {"file", "verdict", "confidence", "decided_ms", "scores", "evidence"} <= set(line)
+
+
+def test_bad_files_are_reported_and_the_rest_classified(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not audio")
+    (tmp_path / "cut.wav").write_bytes((EXAMPLES / "live_answer.wav").read_bytes()[:3000])
+    good = tmp_path / "good.wav"
+    shutil.copy(EXAMPLES / "live_answer.wav", good)
+    result = pbxguard("classify", tmp_path / "empty.wav", tmp_path / "notes.txt", good, tmp_path / "cut.wav", tmp_path / "gone.wav")
+    assert result.returncode == 2
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 4
+    assert all(line.startswith("pbxguard: ") and str(tmp_path) in line for line in errors)
+    assert "good.wav" in result.stdout and "human" in result.stdout
+
+
+def test_classify_with_broken_models_fails_cleanly(tmp_path):
+    result = pbxguard("classify", "--models", tmp_path, EXAMPLES / "live_answer.wav")
+    assert result.returncode == 2
+    assert "cannot load models" in result.stderr and "Traceback" not in result.stderr

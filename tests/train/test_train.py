@@ -1,0 +1,54 @@
+import csv
+import json
+import shutil
+
+from pbxguard.screener import Screener
+from pbxguard.screener.models import MANIFEST, MODEL_FILE
+from pbxguard.train import evaluate, train
+
+
+def test_manifest_records_what_made_the_model(small_models):
+    manifest = json.loads((small_models / MANIFEST).read_text())
+    assert manifest["files"][MODEL_FILE]["sha256"]
+    assert manifest["seed"] == 7 and manifest["corpus"]["seed"] == 7
+    assert set(manifest["thresholds"]) == set(train.MIN_PRECISION)
+    assert 0.0 <= manifest["metrics"]["deadair_cv"]["precision"]["mean"] <= 1.0
+
+
+def test_same_seed_gives_byte_identical_model_files(small_corpus, small_models, tmp_path):
+    train.train(small_corpus, tmp_path, seed=7, progress=False, workers=1)
+    assert (tmp_path / MODEL_FILE).read_bytes() == (small_models / MODEL_FILE).read_bytes()
+
+
+def test_eval_on_held_out_split(screener, small_corpus):
+    report = evaluate.run(small_corpus / "test", screener)
+    assert report["clips"] > 0 and not report["unreadable"]
+    assert set(report["targets"]) >= {"deadair_recall", "live_false_block_rate", "synthetic_voice_f1"}
+    # Deterministic detectors on held-out clips: digital silence is never dead air, and vice versa.
+    assert report["targets"]["deadair_taken_for_digital_silence"] == 0.0
+    assert report["targets"]["digital_silence_recall"] == 1.0
+    # Even this small model must be far better than chance (1/8) on clips it never saw.
+    assert report["macro_f1"] > 0.7
+    text = evaluate.format_report(report)
+    assert "confusion" in text and "macro-F1" in text
+
+
+def test_retraining_with_site_recordings(small_corpus, tmp_path):
+    site = tmp_path / "site"
+    (site / "silence").mkdir(parents=True)
+    with open(small_corpus / "labels.csv") as f:
+        dead_air = [r for r in csv.DictReader(f) if r["class"] == "silence" and r["split"] == "test"][:5]
+    for r in dead_air:
+        shutil.copy(small_corpus / r["file"], site / "silence" / r["file"].replace("/", "_"))
+    manifest = train.train(small_corpus, tmp_path / "models", seed=7, site=[site], progress=False)
+    assert manifest["site_folders"] == [str(site)]
+    base = json.loads((small_corpus / "recipe.json").read_text())
+    assert manifest["training_clips"] > 0 and base["per_class"] == 40
+    assert Screener(tmp_path / "models").version == manifest["model_version"]
+
+
+def test_eval_report_files(screener, small_corpus, tmp_path):
+    report = evaluate.run(small_corpus / "val", screener)
+    written = evaluate.write_report(report, tmp_path / "report")
+    assert (tmp_path / "report" / "report.json") in written
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["clips"] == report["clips"]
