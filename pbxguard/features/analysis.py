@@ -14,6 +14,11 @@ from pbxguard.features.levels import Levels, measure_levels
 
 SAMPLE_RATE = 8000
 WINDOW_MS = 2000
+BEEP_AFTER_SPEECH_MS = 200.0  # a voicemail beep ends a greeting: some speech comes first
+# The temporal shape of the window (where the speech is, how loud when), which the spectral bases lack.
+ACTIVITY_BLOCK_MS = 400
+ENVELOPE_BLOCK_MS = 200
+ENVELOPE_RANGE_DB = 40.0
 
 OPENING_FEATURES: tuple[str, ...] = (
     "rms_dbfs", "peak_dbfs", "crest_db", "zero_fraction", "idle_fraction", "outlier_fraction",
@@ -25,7 +30,9 @@ OPENING_FEATURES: tuple[str, ...] = (
     "centroid_mean", "centroid_std", "flatness_mean", "flatness_std", "flux_mean", "flux_std",
     "syllabic_modulation", "modulation_peak_hz",
     "energy_share_1", "energy_share_2", "energy_share_3",
-    "voiced_fraction", "pitch_median_st", "pitch_std_st", "pitch_step_st", "pitch_breaks", "voicing_strength",
+    *speech.VOICE_FEATURES,
+    *(f"speech_in_{k * ACTIVITY_BLOCK_MS}_{(k + 1) * ACTIVITY_BLOCK_MS}ms" for k in range(WINDOW_MS // ACTIVITY_BLOCK_MS)),
+    *(f"level_in_{k * ENVELOPE_BLOCK_MS}_{(k + 1) * ENVELOPE_BLOCK_MS}ms" for k in range(WINDOW_MS // ENVELOPE_BLOCK_MS)),
 )
 DEADAIR_FEATURES: tuple[str, ...] = (
     *(f"basis{k}_{b}" for k in range(spectral.N_BASES) for b in range(spectral.NPERSEG // 2 + 1)),
@@ -54,6 +61,25 @@ class Analysis:
         }
 
 
+def _activity(talk: speech.TalkPattern, window_ms: int, block_ms: int) -> list[float]:
+    """Share of each block of the window covered by utterances (a shorter window leaves the tail at 0)."""
+    edges = np.arange(0, window_ms + 1, block_ms)
+    covered = np.zeros(len(edges) - 1)
+    for s, e in talk.utterances:
+        covered += np.clip(np.minimum(edges[1:], e) - np.maximum(edges[:-1], s), 0, None)
+    return (covered / block_ms).tolist()
+
+
+def _envelope(level_db: np.ndarray, loud_db: float, window_ms: int, block_ms: int) -> list[float]:
+    """Mean frame level of each block relative to the window's loud end, floored at -40 dB."""
+    per_block = int(block_ms / tones.FRAME_MS)
+    blocks = window_ms // block_ms
+    padded = np.full(blocks * per_block, loud_db - ENVELOPE_RANGE_DB)
+    padded[: min(len(level_db), len(padded))] = level_db[: len(padded)]
+    relative = np.maximum(padded - loud_db, -ENVELOPE_RANGE_DB)
+    return relative.reshape(blocks, per_block).mean(axis=1).tolist()
+
+
 def frame_view(samples: np.ndarray) -> np.ndarray:
     n = len(samples) // tones.FRAME
     return samples[: n * tones.FRAME].reshape(n, tones.FRAME).astype(np.float64)
@@ -71,10 +97,15 @@ def analyse(samples: np.ndarray, tone_frames: tuple[np.ndarray, np.ndarray, np.n
     power = magnitude**2
     stft_db = 10.0 * np.log10(power.sum(axis=1) / (spectral.NPERSEG * 32768.0**2 * 0.375) + 1e-12)
     hop_ms = spectral.HOP * 1000.0 / SAMPLE_RATE
-    beep = tones.find_beep(power, hop_ms, spectral.NPERSEG, stft_db, talk.utterances[0][1] if talk.utterances else None)
+    after = talk.onset_ms + BEEP_AFTER_SPEECH_MS if talk.utterances else None
+    beep = tones.find_beep(power, hop_ms, spectral.NPERSEG, stft_db, after)
+    if beep is not None:  # the beep is not part of the greeting: measure the talk pattern without it
+        frame_ms = np.arange(len(level_db)) * tones.FRAME_MS
+        talk = speech.talk_pattern(level_db, labels, (frame_ms >= beep.onset_ms - tones.FRAME_MS)
+                                   & (frame_ms < beep.onset_ms + beep.duration_ms))
     bases, singular = spectral.spectral_bases(magnitude)
     active = stft_db > max(talk.floor_dbfs + speech.ACTIVE_ABOVE_FLOOR_DB, speech.ACTIVE_MIN_DBFS)
-    f0, corr = speech.pitch_track(x, talk)
+    pitch = speech.pitch_track(x, talk)
 
     ordered = np.sort(level_db)
     p10, p50, p90 = (float(ordered[len(ordered) * q // 100]) for q in (10, 50, 90))
@@ -93,7 +124,9 @@ def analyse(samples: np.ndarray, tone_frames: tuple[np.ndarray, np.ndarray, np.n
         *spectral.spectrum_statistics(power, active),
         *spectral.modulation_statistics(10.0 ** (level_db / 10.0), tones.FRAME_MS),
         *singular[:3],
-        *speech.voice_features(f0, corr),
+        *speech.voice_features(pitch),
+        *_activity(talk, WINDOW_MS, ACTIVITY_BLOCK_MS),
+        *_envelope(level_db, p90, WINDOW_MS, ENVELOPE_BLOCK_MS),
     ]
     deadair = np.concatenate([bases.T.ravel(), singular[:3], [levels.rms_dbfs, levels.peak_dbfs]])
     return Analysis(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pbxguard.features.tones import FRAME_MS, runs
+from pbxguard.features.tones import FRAME_MS, runs, steady_tone_frames
 
 ACTIVE_ABOVE_FLOOR_DB = 10.0
 ACTIVE_MIN_DBFS = -55.0
@@ -25,6 +25,8 @@ PITCH_FRAME = 320  # 40 ms: two periods of an 80 Hz voice
 PITCH_NFFT = 512  # >= frame + longest lag, so the autocorrelation does not wrap
 PITCH_LAGS = (20, 134)  # 400 Hz down to 60 Hz at 8 kHz
 VOICED_MIN_CORR = 0.45
+_QUEFRENCY = np.arange(*PITCH_LAGS, dtype=np.float64)
+_TREND = np.linalg.pinv(np.stack([_QUEFRENCY, np.ones_like(_QUEFRENCY)], axis=1))  # least-squares line fit
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,14 @@ class TalkPattern:
         }
 
 
-def talk_pattern(level_db: np.ndarray, tone_labels: np.ndarray) -> TalkPattern:
-    """Utterances from 20 ms frame levels; frames that are pure tones are not speech."""
+def talk_pattern(level_db: np.ndarray, tone_labels: np.ndarray, exclude: np.ndarray | None = None) -> TalkPattern:
+    """Utterances from 20 ms frame levels; steady tones (and `exclude`d frames: a beep) are not speech."""
     ordered = np.sort(level_db)
     loud = float(ordered[len(ordered) * 9 // 10])
     floor = min(float(ordered[len(ordered) * FLOOR_PERCENTILE // 100]), loud - MAX_FLOOR_BELOW_PEAK_DB)
-    active = (level_db > max(floor + ACTIVE_ABOVE_FLOOR_DB, ACTIVE_MIN_DBFS)) & (tone_labels < 0)
+    active = (level_db > max(floor + ACTIVE_ABOVE_FLOOR_DB, ACTIVE_MIN_DBFS)) & ~steady_tone_frames(tone_labels, level_db)
+    if exclude is not None:
+        active &= ~exclude
     merge = int(MERGE_GAP_MS / FRAME_MS)
     for s, e in runs(~active):
         if 0 < s and e < len(active) and e - s <= merge:
@@ -76,34 +80,69 @@ def talk_pattern(level_db: np.ndarray, tone_labels: np.ndarray) -> TalkPattern:
     return TalkPattern(window_ms, floor, utterances[0][0] if utterances else window_ms, utterances)
 
 
-def pitch_track(samples: np.ndarray, pattern: TalkPattern, max_frames: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """(f0 in Hz, normalised autocorrelation peak) for up to `max_frames` 40 ms frames inside utterances."""
-    starts = []
-    for s, e in pattern.utterances:
-        a, b = int(s * 8), int(e * 8) - PITCH_FRAME
-        starts.extend(range(a, b + 1, PITCH_FRAME // 2))
-    if not starts:
-        return np.empty(0), np.empty(0)
-    starts = np.array(starts)[np.linspace(0, len(starts) - 1, min(len(starts), max_frames)).astype(int)]
+@dataclass(frozen=True)
+class PitchTrack:
+    """Per 40 ms frame: f0 (Hz), autocorrelation peak, cepstral peak prominence (dB) and level (dB)."""
+
+    f0: np.ndarray
+    corr: np.ndarray
+    cpp: np.ndarray
+    level_db: np.ndarray
+
+
+_EMPTY_TRACK = PitchTrack(np.empty(0), np.empty(0), np.empty(0), np.empty(0))
+
+
+def pitch_track(samples: np.ndarray, pattern: TalkPattern, max_frames: int = 40) -> PitchTrack:
+    """Consecutive 40 ms frames (20 ms apart) from the middle of the longest utterance: neighbours, so
+    their steps in f0 and level measure micro-prosody (jitter and shimmer, roughly)."""
+    if not pattern.utterances:
+        return _EMPTY_TRACK
+    s, e = max(pattern.utterances, key=lambda u: u[1] - u[0])
+    a, b = int(s * 8), min(int(e * 8), len(samples)) - PITCH_FRAME
+    starts = np.arange(a, b + 1, PITCH_FRAME // 2)
+    if len(starts) == 0:
+        return _EMPTY_TRACK
+    middle = max((len(starts) - max_frames) // 2, 0)
+    starts = starts[middle : middle + max_frames]
     frames = samples[starts[:, None] + np.arange(PITCH_FRAME)].astype(np.float64)
     frames -= frames.mean(axis=1, keepdims=True)
     spec = np.fft.rfft(frames, PITCH_NFFT, axis=1)
-    acf = np.fft.irfft(spec.real**2 + spec.imag**2, PITCH_NFFT, axis=1)
+    power = spec.real**2 + spec.imag**2
+    acf = np.fft.irfft(power, PITCH_NFFT, axis=1)
     lo, hi = PITCH_LAGS
     # Divide by the overlap length so long lags are not penalised, then by lag 0.
     norm = acf[:, lo:hi] / (PITCH_FRAME - np.arange(lo, hi)) * PITCH_FRAME / (acf[:, :1] + 1e-9)
-    lag = np.argmax(norm, axis=1)
-    corr = norm[np.arange(len(lag)), lag]
-    return 8000.0 / (lag + lo), corr
+    lag = np.clip(np.argmax(norm, axis=1), 1, hi - lo - 2)
+    rows = np.arange(len(lag))
+    left, mid, right = norm[rows, lag - 1], norm[rows, lag], norm[rows, lag + 1]
+    curvature = left - 2 * mid + right
+    shift = np.where(curvature < -1e-9, 0.5 * (left - right) / np.where(curvature < -1e-9, curvature, -1.0), 0.0)
+    f0 = 8000.0 / (lag + lo + np.clip(shift, -0.5, 0.5))
+    # Cepstral peak prominence: the rahmonic peak above the cepstrum's trend over the same quefrencies.
+    cepstrum = np.fft.irfft(10.0 * np.log10(power + 1e-6), PITCH_NFFT, axis=1)[:, lo:hi]
+    slope, intercept = _TREND @ cepstrum.T
+    peak = np.argmax(cepstrum, axis=1)
+    cpp = cepstrum[rows, peak] - (slope * _QUEFRENCY[peak] + intercept)
+    level = 10.0 * np.log10(acf[:, 0] / PITCH_FRAME / 32768.0**2 + 1e-12)
+    return PitchTrack(f0, mid, cpp, level)
 
 
-def voice_features(f0: np.ndarray, corr: np.ndarray) -> list[float]:
-    """Voicing and intonation statistics: synthetic voices are flatter and steadier than people."""
+VOICE_FEATURES = ("voiced_fraction", "pitch_median_st", "pitch_std_st", "pitch_step_st", "pitch_breaks",
+                  "voicing_strength", "cpp_mean", "cpp_std", "level_step_db")
+
+
+def voice_features(track: PitchTrack) -> list[float]:
+    """Voicing, intonation and periodicity statistics: synthetic voices are flatter, steadier and more
+    perfectly periodic than people."""
+    f0, corr = track.f0, track.corr
     voiced = corr >= VOICED_MIN_CORR
     if voiced.sum() < 3:
-        return [float(voiced.mean()) if corr.size else 0.0, 0.0, 0.0, 0.0, 0.0, float(corr.mean()) if corr.size else 0.0]
+        fraction = float(voiced.mean()) if corr.size else 0.0
+        return [fraction, 0.0, 0.0, 0.0, 0.0, float(corr.mean()) if corr.size else 0.0, 0.0, 0.0, 0.0]
     semitones = 12.0 * np.log2(f0[voiced] / 100.0)
     steps = np.abs(np.diff(semitones))
+    cpp = track.cpp[voiced]
     return [
         float(voiced.mean()),
         float(np.median(semitones)),
@@ -111,4 +150,7 @@ def voice_features(f0: np.ndarray, corr: np.ndarray) -> list[float]:
         float(np.median(steps)),
         float(np.mean(steps > 2.0)),  # octave jumps and breaks
         float(np.mean(corr[voiced])),
+        float(np.mean(cpp)),
+        float(np.std(cpp)),
+        float(np.median(np.abs(np.diff(track.level_db[voiced])))),
     ]

@@ -187,7 +187,13 @@ def _tone_mask(family: np.ndarray, index: int) -> np.ndarray:
 
 
 def _steady(level: np.ndarray, mask: np.ndarray) -> bool:
-    on = np.sort(level[mask])
+    """The tone's level is steady: judged inside its runs, since a run's first and last frames are only
+    partly filled by the tone."""
+    interior = mask.copy()
+    for s, e in runs(mask):
+        if e - s > 2:
+            interior[s] = interior[e - 1] = False
+    on = np.sort(level[interior])
     return on.size > 0 and float(on[(9 * on.size) // 10] - on[on.size // 10]) <= MAX_LEVEL_SPREAD_DB
 
 
@@ -315,6 +321,22 @@ def family_fractions(labels: np.ndarray) -> list[float]:
     return [counts[1] / n, counts[2] / n, counts[3] / n]
 
 
+STEADY_TONE_FRAMES = 5  # 100 ms: a vowel can fit a tone set for a frame or two, not steadily for this long
+
+
+def steady_tone_frames(labels: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Frames inside a steady run (>= 100 ms, steady level) of one tone family, and the frame on each side
+    (where the tone starts or stops mid-frame): these are not speech."""
+    family = families(labels)
+    steady = np.zeros(len(labels), dtype=bool)
+    for index in np.unique(family[family >= 0]):
+        mask = _tone_mask(family, int(index))
+        for s, e in runs(mask):
+            if e - s >= STEADY_TONE_FRAMES and _steady(level[s:e], np.ones(e - s, dtype=bool)):
+                steady[max(s - 1, 0) : e + 1] = True
+    return steady
+
+
 def prove_tones(labels: np.ndarray, level: np.ndarray, samples: np.ndarray, speech_onset_ms: float) -> list[ToneEvent]:
     """Every cadence proven by the frame labels (and the `samples` they came from), earliest first.
 
@@ -363,7 +385,7 @@ BEEP_MAX_DRIFT_HZ = 10.0
 
 
 def find_beep(power: np.ndarray, hop_ms: float, nfft: int, level_db: np.ndarray, after_ms: float | None) -> Beep | None:
-    """The first steady single tone of 400-2100 Hz lasting >= 100 ms that starts after speech (`after_ms`).
+    """The first steady single tone of 400-2100 Hz lasting >= 100 ms that starts after `after_ms` (speech).
 
     `power` is a (frames x bins) power spectrogram, `level_db` its per-frame level.
     """
@@ -383,6 +405,7 @@ def find_beep(power: np.ndarray, hop_ms: float, nfft: int, level_db: np.ndarray,
     ok[:start_frame] = False
     need = int(np.ceil(BEEP_MIN_MS / hop_ms))
     for s, e in runs(ok):
-        if e - s >= need and np.ptp(freq[s:e]) <= 2 * BEEP_MAX_DRIFT_HZ:
+        inner = freq[s + 1 : e - 1]  # the first and last frames straddle the beep's edges
+        if e - s >= need and np.ptp(inner) <= 2 * BEEP_MAX_DRIFT_HZ:
             return Beep(onset_ms=s * hop_ms, duration_ms=(e - s) * hop_ms, freq_hz=float(np.median(freq[s:e])))
     return None

@@ -5,8 +5,13 @@ X is the concatenation of `analyse()`'s two vectors: the Marchex dead-air block,
   level, which the bases lack): P(dead air).
 - `opening_`: a Random Forest over the opening features for everything that is not dead air:
   P(class | not dead air) for human, machine, noise, music, tone, fax.
-- `synthetic_`: among speech openings, P(synthetic voice).
+- `synthetic_`: among machine openings, P(synthetic voice): a robocall or TTS rather than a recording.
 Scores combine as P(silence) = p_d and P(c) = (1 - p_d) * P(c | not dead air).
+
+Blocking a live caller costs more than letting a machine through: `decide()` names a class other than
+human only when it is `human_cost_` times likelier than human (a Bayes decision with that cost), and a
+hang-up-capable class only above its precision threshold (`thresholds_`); both are tuned on validation
+data by `calibrate()`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pbxguard.features.analysis import DEADAIR_FEATURES
 
 LEARNED_CLASSES = ("human", "machine", "silence", "noise", "music", "tone", "fax")
 SPEECH_CLASSES = ("human", "machine")
+HUMAN_COSTS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
 
 
 class CallOpeningClassifier(ClassifierMixin, BaseEstimator):
@@ -55,11 +61,12 @@ class CallOpeningClassifier(ClassifierMixin, BaseEstimator):
         self.deadair_ = self._forest(self.deadair_trees, 0).fit(deadair, y == "silence")
         live = y != "silence"
         self.opening_ = self._forest(self.opening_trees, 1).fit(opening[live], y[live])
-        speech = np.isin(y, SPEECH_CLASSES)
+        machine = y == "machine"  # people are not synthetic: the voice question is asked of machines
         flags = np.zeros(len(y), dtype=bool) if synthetic is None else np.asarray(synthetic, dtype=bool)
-        both = len(set(flags[speech])) == 2
-        self.synthetic_ = self._forest(self.synthetic_trees, 2).fit(opening[speech], flags[speech]) if both else None
+        both = len(set(flags[machine])) == 2
+        self.synthetic_ = self._forest(self.synthetic_trees, 2).fit(opening[machine], flags[machine]) if both else None
         self.thresholds_: dict[str, float] = {}
+        self.human_cost_ = 1.0
         return self
 
     def combine(self, p_deadair: np.ndarray, p_opening: np.ndarray) -> np.ndarray:
@@ -76,7 +83,16 @@ class CallOpeningClassifier(ClassifierMixin, BaseEstimator):
         return self.combine(self.deadair_.predict_proba(deadair)[:, 1], self.opening_.predict_proba(opening))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return np.array([self.decide(row) for row in self.predict_proba(X)])
+
+    def decide(self, scores: np.ndarray) -> str:
+        """The label for one row of class scores: cost-weighted for live callers, then thresholded."""
+        human = list(self.classes_).index("human")
+        weighted = scores.copy()
+        weighted[human] *= self.human_cost_
+        best = int(np.argmax(weighted))
+        label = str(self.classes_[best])
+        return label if scores[best] >= self.thresholds_.get(label, 0.0) else "unknown"
 
     def synthetic_proba(self, X: np.ndarray) -> np.ndarray:
         """P(synthetic voice) per row; zeros when the training data had no synthetic voices."""
@@ -85,15 +101,24 @@ class CallOpeningClassifier(ClassifierMixin, BaseEstimator):
             return np.zeros(len(X))
         return self.synthetic_.predict_proba(self.split(np.asarray(X, dtype=np.float64))[1])[:, 1]
 
-    def calibrate(self, X: np.ndarray, y: np.ndarray, min_precision: dict[str, float]) -> dict[str, float]:
-        """Pick, per class, the lowest score threshold whose precision on (X, y) reaches the minimum.
+    def calibrate(self, X: np.ndarray, y: np.ndarray, min_precision: dict[str, float],
+                  max_false_block: float) -> dict[str, float]:
+        """Tune the decision on held-out validation data (never the test split).
 
-        Use held-out validation data, never the test split. A class whose precision cannot be reached
-        gets threshold 1.0 (never decided by the model alone).
+        First the smallest human cost whose live-caller false-block rate on (X, y) is at most
+        `max_false_block`; then, per class, the lowest score threshold whose precision reaches the
+        minimum. A class whose precision cannot be reached gets threshold 1.0 (never decided alone).
         """
         scores, y = self.predict_proba(X), np.asarray(y)
-        labels = self.classes_[np.argmax(scores, axis=1)]
         self.thresholds_ = {}
+        humans = y == "human"
+        for cost in HUMAN_COSTS:
+            self.human_cost_ = cost
+            if not humans.any() or np.mean([self.decide(s) != "human" for s in scores[humans]]) <= max_false_block:
+                break
+        weighted = scores.copy()
+        weighted[:, list(self.classes_).index("human")] *= self.human_cost_
+        labels = self.classes_[np.argmax(weighted, axis=1)]
         for cls, floor in min_precision.items():
             k = list(self.classes_).index(cls)
             picked = labels == cls
@@ -105,4 +130,4 @@ class CallOpeningClassifier(ClassifierMixin, BaseEstimator):
                     best = float(t)
                     break
             self.thresholds_[cls] = best
-        return self.thresholds_
+        return {**self.thresholds_, "human_cost": self.human_cost_}

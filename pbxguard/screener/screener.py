@@ -13,7 +13,6 @@ import numpy as np
 
 from pbxguard.features import speech, tones
 from pbxguard.features.analysis import SAMPLE_RATE, WINDOW_MS, Analysis, analyse, frame_view
-from pbxguard.screener.estimators import SPEECH_CLASSES
 from pbxguard.screener.forest import CompiledForest
 from pbxguard.screener.models import DEFAULT_MODELS_DIR, load_pinned
 from pbxguard.verdict import CLASSES, Verdict
@@ -33,7 +32,6 @@ class Screener:
         self.version: str = manifest.get("model_version", "unversioned")
         self.window_ms = window_ms
         self.window_samples = window_ms * SAMPLE_RATE // 1000
-        self.thresholds: dict[str, float] = dict(getattr(model, "thresholds_", {}))
         self._deadair = CompiledForest(model.deadair_)
         self._opening = CompiledForest(model.opening_)
         self._synthetic = CompiledForest(model.synthetic_) if model.synthetic_ is not None else None
@@ -57,10 +55,9 @@ class Screener:
         p_opening = self._opening.predict_proba(analysis.opening_vector)
         learned = self.model.combine(np.array([p_deadair]), p_opening[None, :])[0]
         scores = {c: 0.0 for c in CLASSES} | {c: float(s) for c, s in zip(self._learned, learned)}
-        best = self._learned[int(np.argmax(learned))]
-        confidence = scores[best]
-        label = best if confidence >= self.thresholds.get(best, 0.0) else "unknown"
-        if best in SPEECH_CLASSES and self._synthetic is not None:
+        label = self.model.decide(learned)
+        confidence = scores[label] if label != "unknown" else float(learned.max())
+        if label == "machine" and self._synthetic is not None:
             evidence["synthetic_voice"] = round(float(self._synthetic.predict_proba(analysis.opening_vector)[1]), 4)
         return Verdict(label, confidence, scores, evidence, analysis.window_ms, self.version)
 

@@ -31,7 +31,7 @@ SPLITS = ("train", "val", "test")
 SPLIT_SHARES = (0.6, 0.2, 0.2)
 CLASSES = ("human", "machine", "silence", "digital_silence", "fax", "tone", "music", "noise")
 LABEL_COLUMNS = ("file", "split", "class", "subclass", "source", "params")  # several sources: "a|b"
-TTS_PER_VOICE = 3
+TTS_PER_VOICE = 6
 
 
 @dataclass
@@ -76,7 +76,7 @@ def load_pools(seed: int, tts_per_voice: int = TTS_PER_VOICE, workers: int = 2) 
         rng = np.random.default_rng([seed, sources.stable_hash(voice) % 2**32])
         for _ in range(tts_per_voice):
             text = sources.SCRIPTS[int(rng.integers(len(sources.SCRIPTS)))]
-            jobs.append((voice, text, float(rng.uniform(0.85, 1.2)), int(rng.integers(30, 71))))
+            jobs.append((voice, text, float(rng.uniform(0.85, 1.2)), int(rng.integers(20, 81))))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         spoken = list(pool.map(lambda job: sources.synthesize(*job), jobs))
     tts: dict[str, list[np.ndarray]] = {}
@@ -93,12 +93,18 @@ def _perturb(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float
     return resample_poly(x.astype(np.float64), down, up) if factor != 1.0 else x.astype(np.float64), factor
 
 
-def _excerpt(x: np.ndarray, seconds: float, rng: np.random.Generator) -> np.ndarray:
+def _excerpt(x: np.ndarray, seconds: float, rng: np.random.Generator, active: bool = False) -> np.ndarray:
+    """A random `seconds` of x; with `active`, one about as loud as the whole (not a pause between words)."""
     n = int(seconds * RATE)
     if len(x) <= n:
         return x
-    start = int(rng.integers(0, len(x) - n))
-    return x[start : start + n]
+    whole = np.mean(x.astype(np.float64) ** 2)
+    for _ in range(20):
+        start = int(rng.integers(0, len(x) - n))
+        piece = x[start : start + n]
+        if not active or np.mean(piece.astype(np.float64) ** 2) >= 0.25 * whole:
+            break
+    return piece
 
 
 def _fade(x: np.ndarray, ms: float = 15.0) -> np.ndarray:
@@ -144,9 +150,14 @@ def compose(cls: str, index: int, seed: int, pools: SourcePools) -> tuple[np.nda
 
     def natural(max_seconds: float | None = None):
         def pick():
-            s = pools.speech[split][int(rng.integers(len(pools.speech[split])))]
+            # Group first: the Asterisk prompts are hundreds of files of one voice, the other groups are
+            # many voices in few files; drawing files alone would teach the models one speaker.
+            groups = sorted({s.group for s in pools.speech[split]})
+            group = groups[int(rng.integers(len(groups)))]
+            members = [s for s in pools.speech[split] if s.group == group]
+            s = members[int(rng.integers(len(members)))]
             x, factor = _perturb(s.samples, rng)
-            x = _excerpt(x, max_seconds, rng) if max_seconds else x
+            x = _excerpt(x, max_seconds, rng, active=True) if max_seconds else x
             return f"{s.id}@{factor}", _speech_level(x, rng)[0]
         return pick
 
@@ -170,8 +181,8 @@ def compose(cls: str, index: int, seed: int, pools: SourcePools) -> tuple[np.nda
             spoken = pools.tts.get(voice) or []
 
             def tts():
-                x = spoken[int(rng.integers(len(spoken)))]
-                return voice, _speech_level(x.astype(np.float64), rng)[0]
+                x, factor = _perturb(spoken[int(rng.integers(len(spoken)))], rng)
+                return f"{voice}@{factor}", _speech_level(x, rng)[0]
             used = _continuous(canvas, tts, rng, start, n) if spoken else []
             subclass, source = "robocall", voice
         if not synthetic or not used:

@@ -124,13 +124,18 @@ def synthetic_voices() -> list[str]:
 
 
 def synthesize(voice: str, text: str, speed: float, pitch: int) -> np.ndarray:
-    """Run a TTS engine for one voice id ('espeak:en-us+f2' or 'flite:slt') and read its 8 kHz audio."""
+    """Run a TTS engine for one voice id ('espeak:en-us+f2' or 'flite:slt') and read its 8 kHz audio.
+
+    `pitch` is 0-99: espeak's own pitch setting; for flite it sets the target f0 (70-250 Hz) and its spread.
+    """
     engine, name = voice.split(":", 1)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "tts.wav"
         if engine == "espeak":
             cmd = ["espeak-ng", "-v", name, "-s", str(int(175 * speed)), "-p", str(pitch), "-w", str(out), text]
         else:
-            cmd = ["flite", "-voice", name, "--setf", f"duration_stretch={1 / speed:.3f}", "-t", text, "-o", str(out)]
+            cmd = ["flite", "-voice", name, "--setf", f"duration_stretch={1 / speed:.3f}",
+                   "--setf", f"int_f0_target_mean={70 + pitch * 1.8:.0f}", "--setf", f"int_f0_target_stddev={5 + pitch % 30}",
+                   "-t", text, "-o", str(out)]
         subprocess.run(cmd, check=True, capture_output=True, timeout=60)
         return trim(read_audio(out))

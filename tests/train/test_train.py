@@ -11,7 +11,7 @@ def test_manifest_records_what_made_the_model(small_models):
     manifest = json.loads((small_models / MANIFEST).read_text())
     assert manifest["files"][MODEL_FILE]["sha256"]
     assert manifest["seed"] == 7 and manifest["corpus"]["seed"] == 7
-    assert set(manifest["thresholds"]) == set(train.MIN_PRECISION)
+    assert set(manifest["thresholds"]) == {*train.MIN_PRECISION, "human_cost"}
     assert 0.0 <= manifest["metrics"]["deadair_cv"]["precision"]["mean"] <= 1.0
 
 
