@@ -108,6 +108,27 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import asyncio
+    import logging
+
+    from pbxguard import config as config_module
+    from pbxguard.server import Server
+
+    try:
+        cfg = config_module.load(args.config)
+    except config_module.ConfigError as exc:
+        print(f"pbxguard: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=cfg["log"]["level"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(Server(cfg).run())
+    except OSError as exc:
+        print(f"pbxguard: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pbxguard", description="Screen the first two seconds of phone calls.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("serve", help="run the daemon: FastAGI and AudioSocket for Asterisk")
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("eval", help="evaluate on a labelled folder")
     p.add_argument("folder", type=Path)

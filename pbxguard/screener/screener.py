@@ -41,8 +41,10 @@ class Screener:
         """Classify the first window of int16 8 kHz samples."""
         return self.decide(analyse(np.asarray(samples)[: self.window_samples]))
 
-    def stream(self) -> ScreeningStream:
-        return ScreeningStream(self)
+    def stream(self, window_ms: int | None = None) -> ScreeningStream:
+        """A per-call stream; `window_ms` may shorten (never lengthen) the window the models were made for."""
+        window = min(window_ms or self.window_ms, self.window_ms)
+        return ScreeningStream(self, window * SAMPLE_RATE // 1000)
 
     def decide(self, analysis: Analysis) -> Verdict:
         evidence = analysis.evidence()
@@ -65,8 +67,9 @@ class Screener:
 class ScreeningStream:
     """One call's audio as it arrives. Not thread-safe: one stream per call."""
 
-    def __init__(self, screener: Screener) -> None:
+    def __init__(self, screener: Screener, window_samples: int) -> None:
         self.screener = screener
+        self.window_samples = window_samples
         self._chunks: list[np.ndarray] = []
         self._received = 0
         self._labelled = 0  # samples already split into labelled tone frames
@@ -88,12 +91,12 @@ class ScreeningStream:
         """Add int16 samples (any length); returns the verdict once certain, then keeps returning it."""
         if self.verdict is not None:
             return self.verdict
-        room = self.screener.window_samples - self._received
+        room = self.window_samples - self._received
         frame = np.asarray(frame, dtype=np.int16)[:room]
         self._chunks.append(frame)
         self._received += len(frame)
         complete = (self._received - self._labelled) // tones.FRAME
-        if complete >= EARLY_CHECK_FRAMES or self._received >= self.screener.window_samples:
+        if complete >= EARLY_CHECK_FRAMES or self._received >= self.window_samples:
             samples = self._samples()
             new = frame_view(samples[self._labelled : self._labelled + complete * tones.FRAME])
             labels, shares, levels = tones.label_frames(new)
@@ -106,7 +109,7 @@ class ScreeningStream:
             events = tones.prove_tones(labels, levels, samples[: self._labelled], onset)
             if events:
                 return self.finish()
-        if self._received >= self.screener.window_samples:
+        if self._received >= self.window_samples:
             return self.finish()
         return None
 

@@ -1,0 +1,1 @@
+"""Wire protocols, one file each: FastAGI, AudioSocket (and the EAGI relay, ESL). No screening logic here."""
