@@ -176,7 +176,10 @@ class FakeAsterisk:
                 if hangup_after_ms is not None and result.audio_sent_ms >= hangup_after_ms:
                     state["hung_up"] = True
                     break
-                await writer.drain()
+                try:
+                    await writer.drain()
+                except ConnectionError:  # the server closed the socket: AudioSocket() returns 0
+                    break
                 if self.realtime:
                     await asyncio.sleep(max(0.0, start + result.audio_sent_ms / 1000.0 - time.monotonic()))
                 else:
@@ -186,6 +189,8 @@ class FakeAsterisk:
                 return "200 result=-1"
             try:  # AudioSocket gives up after 2 s with no traffic either way
                 await asyncio.wait_for(asyncio.shield(closed), 2.0)
+                result.audio_closed_by_server = True
+            except ConnectionError:  # closed with unread audio in its buffer: a reset, still a close
                 result.audio_closed_by_server = True
             except TimeoutError:
                 pass

@@ -1,0 +1,72 @@
+"""A real pbxguard daemon on loopback ports, in its own thread and event loop, with the shipped models."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pbxguard import config
+from pbxguard.audio import read_audio
+from pbxguard.features.tones import CADENCES
+from pbxguard.server import Server
+from pbxguard.train import signals
+from tests.conftest import seconds, through_line
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+class Daemon:
+    def __init__(self, **overrides) -> None:
+        cfg = config.load(None)
+        cfg.data["fastagi"]["port"] = 0
+        cfg.data["audiosocket"]["port"] = 0
+        for section, values in overrides.items():
+            cfg.data[section].update(values)
+        self.loop = asyncio.new_event_loop()
+        self.records: list[dict] = []
+        self.challenges: list[dict] = []
+        ready = threading.Event()
+
+        async def start():
+            self.server = Server(cfg)
+            self.server.asterisk.on_decision = self.records.append
+            self.server.asterisk.on_challenge = self.challenges.append
+            await self.server.start()
+            self.server.asterisk.audiosocket_address = f"127.0.0.1:{self.server.port(1)}"
+            ready.set()
+
+        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(start()), self.loop.run_forever()),
+                                       daemon=True)
+        self.thread.start()
+        assert ready.wait(60), "daemon did not start"
+        self.agi_port = self.server.port(0)
+        self.audio_port = self.server.port(1)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    d = Daemon()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="session")
+def calls_audio():
+    """Openings with a known right answer: a live hello, dead air, and a fax whose CNG burst is proven."""
+    rng = np.random.default_rng(21)
+    cng = next(c for c in CADENCES if c.name == "fax_cng")
+    fax, _ = signals.cadence_tone(cng, seconds(2.4), rng, -20.0, offset_ms=3400.0)
+    return {
+        "live": read_audio(EXAMPLES / "live_answer.wav"),
+        "dead_air": read_audio(EXAMPLES / "silence.wav"),
+        "fax": through_line(fax, rng),
+    }

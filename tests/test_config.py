@@ -1,0 +1,37 @@
+import pytest
+
+from pbxguard import config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "pbxguard.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_overrides(tmp_path):
+    cfg = config.load(write(tmp_path, "fastagi:\n  port: 4600\npolicy:\n  rules:\n    silence:\n      action: HANGUP\n"))
+    assert cfg["fastagi"]["port"] == 4600 and cfg["fastagi"]["host"] == "127.0.0.1"
+    assert cfg["policy"]["rules"]["silence"]["action"] == "HANGUP"
+    assert cfg["policy"]["rules"]["fax"]["require_proof"] is True
+    assert config.load(None)["audiosocket"]["port"] == 9092
+
+
+@pytest.mark.parametrize("text, message", [
+    ("fastagi:\n  prot: 4600\n", ":2: unknown key 'fastagi.prot'"),
+    ("engine:\n  window_ms: fast\n", ":2: 'engine.window_ms' must be int"),
+    ("allow: [10.0.0.300]\n", "'allow' entry '10.0.0.300'"),
+    ("policy:\n  rules:\n    human:\n      action: BLOCK\n", "policy action 'BLOCK'"),
+    ("policy:\n  rules:\n    robot: {action: HANGUP}\n", ":3: unknown key 'policy.rules.robot'"),
+    ("fastagi: [1, 2\n", "not valid YAML"),
+])
+def test_errors_name_the_key_and_line(tmp_path, text, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.load(write(tmp_path, text))
+    assert message in str(err.value) and str(tmp_path) in str(err.value)
+
+
+def test_allow_list():
+    cfg = config.load(None)
+    assert cfg.allowed("127.0.0.1") and cfg.allowed("::1")
+    assert not cfg.allowed("192.0.2.10") and not cfg.allowed("not-an-ip")
