@@ -54,3 +54,103 @@ def run(screener: Screener, per_class: int = 25, rounds: int = 5) -> dict:
         "clips_per_second": round(len(lat) / total, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),  # models loaded
     }
+
+
+LOAD_KINDS = ("live", "dead_air", "fax")
+
+
+def load_audio() -> dict[str, np.ndarray]:
+    """The three openings every benchmark channel cycles through (a live hello, dead air, a proven fax)."""
+    from pbxguard.features.tones import CADENCES
+    from pbxguard.train import channel, corpus, signals
+
+    rng = np.random.default_rng(BENCH_SEED)
+    cng = next(c for c in CADENCES if c.name == "fax_cng")
+    fax, _ = signals.cadence_tone(cng, int(corpus.CLIP_SECONDS * 8000), rng, -20.0, offset_ms=3400.0)
+    pools = corpus.load_pools(BENCH_SEED, tts_per_voice=1)
+    live = next(a for i in range(200) for a, row in [corpus.compose("human", i, BENCH_SEED, pools)] if row["split"] == "test")
+    dead = corpus.compose("silence", 0, BENCH_SEED, pools)[0]
+    return {"live": live, "dead_air": dead, "fax": channel.apply(fax, channel.draw(rng), rng)}
+
+
+def _generate_load(port: int, audio: dict[str, bytes], channels: int, seconds: float, out) -> None:
+    """Child process: `channels` fake Asterisk channels placing calls back to back for `seconds`."""
+    import asyncio
+    import random
+
+    from pbxguard.testing import FakeAsterisk
+
+    clips = {k: np.frombuffer(v, dtype="<i2") for k, v in audio.items()}
+    results = []
+
+    async def channel(k: int) -> None:
+        fake = FakeAsterisk("127.0.0.1", port)
+        await asyncio.sleep(random.Random(k).uniform(0, 2.0))  # calls do not all start together
+        deadline = time.monotonic() + seconds
+        n = k
+        while time.monotonic() < deadline:
+            kind = LOAD_KINDS[n % len(LOAD_KINDS)]
+            call = await fake.call(clips[kind])
+            results.append((kind, call.agistatus, call.latency_ms, call.variables.get("PBXGUARD_CALL_ID"),
+                            call.variables.get("PBXGUARD_VERDICT"), call.audio_sent_ms))
+            n += 1
+
+    async def main() -> None:
+        await asyncio.gather(*(channel(k) for k in range(channels)))
+
+    asyncio.run(main())
+    out.send(results)
+
+
+def run_channels(screener: Screener, channels: int, seconds: float) -> dict:
+    """Concurrent channels through a real daemon: latency after the window, CPU, RSS, lost or misrouted audio."""
+    import asyncio
+    import multiprocessing
+
+    from pbxguard import config
+    from pbxguard.server import Server
+
+    with get_context("fork").Pool(1) as pool:  # the corpus sources stay out of the daemon's RSS
+        audio = pool.apply(load_audio)
+    expected = {k: screener.screen(v).label.upper() for k, v in audio.items()}
+    cfg = config.load(None)
+    cfg.data["fastagi"]["port"] = cfg.data["audiosocket"]["port"] = 0
+    records: dict[str, dict] = {}
+
+    async def main() -> tuple[list, float, float]:
+        server = Server(cfg, screener)
+        server.asterisk.on_decision = lambda r: records.__setitem__(r["call_id"], r)
+        await server.start()
+        server.asterisk.audiosocket_address = f"127.0.0.1:{server.port(1)}"
+        ctx = multiprocessing.get_context("spawn")
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_generate_load, args=(server.port(0), {k: v.astype("<i2").tobytes() for k, v in audio.items()},
+                                                         channels, seconds, send))
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        child.start()
+        loop = asyncio.get_running_loop()
+        results = await loop.run_in_executor(None, receive.recv)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        await loop.run_in_executor(None, child.join)
+        await server.stop()
+        return results, cpu, wall
+
+    results, cpu, wall = asyncio.run(main())
+    latencies = np.array([r[2] for r in results if r[2] is not None and r[1] == "SUCCESS"])
+    misrouted = sum(1 for kind, _, _, _, verdict, _ in results if verdict != expected[kind])
+    short = sum(1 for kind, _, _, call_id, _, _ in results
+                if kind != "fax" and records.get(call_id, {}).get("audio_ms", 0) < screener.window_ms)
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    return {
+        "channels": channels,
+        "calls": len(results),
+        "failed_calls": sum(1 for r in results if r[1] != "SUCCESS"),
+        "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if len(latencies) else None,
+        "latency_p99_ms": round(float(np.percentile(latencies, 99)), 1) if len(latencies) else None,
+        "misrouted_or_wrong_verdicts": misrouted,
+        "calls_missing_audio": short,
+        "daemon_cpu_percent_of_one_core": round(100.0 * cpu / wall, 1),
+        "daemon_peak_rss_mb": round(hwm / 1024.0, 1),
+        "rss_budget_mb": round(300 + channels * 64 / 1024, 1),
+    }

@@ -20,6 +20,7 @@ log = logging.getLogger("pbxguard.calls")
 
 # Audio that ends this close to the window still decides: AudioSocket sometimes misses the first frame.
 SHORT_WINDOW_TOLERANCE_MS = 100.0
+EARLY_AUDIO_S = 5.0
 
 
 @dataclass
@@ -62,18 +63,35 @@ class CallRegistry:
         self.calls: dict[str, Call] = {}
 
     def open(self, call_id: str, window_ms: int | None = None, **info) -> Call:
+        early = self.calls.get(call_id)
+        if early is not None and early.info.get("early"):  # its audio came first (the EAGI relay): adopt it
+            early.info = info
+            return early
         window = min(window_ms or self.screener.window_ms, self.screener.window_ms)
         call = Call(call_id, window, self.screener.stream(window), asyncio.get_running_loop().create_future(), info)
         self.calls[call_id] = call
         return call
 
-    def attach(self, call_id: str) -> Call | None:
-        """The call an audio connection belongs to; None for an unknown or already attached UUID."""
+    def attach(self, call_id: str, early: bool = False) -> Call | None:
+        """The call an audio connection belongs to; None for an unknown or already attached UUID.
+
+        With `early` (a local relay, whose audio may beat its AGI session here) an unknown UUID gets a call
+        that waits EARLY_AUDIO_S for its session to claim it, and is dropped otherwise.
+        """
         call = self.calls.get(call_id)
+        if call is None and early:
+            call = self.open(call_id, early=True)
+            asyncio.get_running_loop().call_later(EARLY_AUDIO_S, self._expire, call_id)
         if call is None or call.attached:
             return None
         call.attached = True
         return call
+
+    def _expire(self, call_id: str) -> None:
+        call = self.calls.get(call_id)
+        if call is not None and call.info.get("early"):
+            log.warning("audio for call %s came from a relay but no AGI session claimed it; dropped", call_id)
+            self.close(call_id)
 
     def close(self, call_id: str) -> None:
         call = self.calls.pop(call_id, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -65,7 +66,10 @@ def cmd_classify(args) -> int:
 def cmd_bench(args) -> int:
     from pbxguard import bench
 
-    result = bench.run(_screener(args), per_class=args.per_class, rounds=args.rounds)
+    if args.channels:
+        result = bench.run_channels(_screener(args), args.channels, args.seconds)
+    else:
+        result = bench.run(_screener(args), per_class=args.per_class, rounds=args.rounds)
     for k, v in result.items():
         print(f"{k:<18} {v}")
     return 0
@@ -108,9 +112,16 @@ def cmd_eval(args) -> int:
     return 0
 
 
+class JSONFormatter(logging.Formatter):
+    """One JSON object per log line, for journald and log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
+                           "message": record.getMessage()})
+
+
 def cmd_serve(args) -> int:
     import asyncio
-    import logging
 
     from pbxguard import config as config_module
     from pbxguard.server import Server
@@ -120,10 +131,15 @@ def cmd_serve(args) -> int:
     except config_module.ConfigError as exc:
         print(f"pbxguard: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=cfg["log"]["level"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JSONFormatter() if cfg["log"]["json"] else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=cfg["log"]["level"].upper(), handlers=[handler])
+    from pbxguard.screener import ModelError
+
     try:
         asyncio.run(Server(cfg).run())
-    except OSError as exc:
+    except (OSError, ModelError) as exc:
         print(f"pbxguard: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -146,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="CPU time per screen() call, p50/p99 latency, peak RSS")
     p.add_argument("--per-class", type=int, default=25)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--channels", type=int, default=0, help="instead: N concurrent fake Asterisk channels through the daemon")
+    p.add_argument("--seconds", type=float, default=20.0, help="with --channels: how long each channel keeps calling")
     engine_options(p)
     p.set_defaults(func=cmd_bench)
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from pbxguard.adapters.asterisk import AsteriskAdapter
 from pbxguard.calls import CallRegistry
 from pbxguard.config import Config
 from pbxguard.policy import Policy
+from pbxguard.protocols import eagi
 from pbxguard.protocols.audiosocket import AudioSocketConnection
 from pbxguard.protocols.fastagi import FastAGIApplication
 from pbxguard.screener import Screener
@@ -45,11 +47,31 @@ class Server:
                 app.add_route(path, route)
             self.servers.append(await self._bind("fastagi", asyncio.start_server, app.handler,
                                                  limit=cfg["fastagi"]["header_limit_bytes"]))
+        timeout = cfg["audiosocket"]["first_frame_timeout_s"]
         if cfg["audiosocket"]["enabled"]:
-            loop = asyncio.get_running_loop()
-            timeout = cfg["audiosocket"]["first_frame_timeout_s"]
-            self.servers.append(await self._bind("audiosocket", loop.create_server,
+            self.servers.append(await self._bind("audiosocket", asyncio.get_running_loop().create_server,
                                                  lambda: AudioSocketConnection(self.registry.attach, cfg.allowed, timeout)))
+        if cfg["eagi"]["enabled"]:
+            await self._start_eagi(cfg["eagi"]["directory"], timeout)
+
+    async def _start_eagi(self, directory: str, timeout: float) -> None:
+        """Unix sockets for the pbxguard-eagi relay: the same FastAGI and AudioSocket handlers, local peers
+        only (the socket files' permissions are the access control)."""
+        os.makedirs(directory, exist_ok=True)
+        app = FastAGIApplication(self.config["fastagi"]["header_timeout_s"], self.config["fastagi"]["command_timeout_s"])
+        for path, route in self.asterisk.routes().items():
+            app.add_route(path, route)
+        loop = asyncio.get_running_loop()
+        for name, start in ((eagi.AGI_SOCKET, lambda p: asyncio.start_unix_server(app.handler, p)),
+                            (eagi.AUDIO_SOCKET, lambda p: loop.create_unix_server(
+                                lambda: AudioSocketConnection(lambda cid: self.registry.attach(cid, early=True),
+                                                              lambda peer: True, timeout), p))):
+            path = os.path.join(directory, name)
+            if os.path.exists(path):
+                os.unlink(path)  # a stale socket from a previous run
+            self.servers.append(await start(path))
+            os.chmod(path, 0o660)
+            log.info("eagi relay socket %s", path)
 
     async def _bind(self, name: str, create, factory, **kwargs) -> asyncio.AbstractServer:
         host, port = self.config[name]["host"], self.config[name]["port"]

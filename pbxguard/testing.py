@@ -43,6 +43,19 @@ def agi_environment(script: str, args: list[str], channel: str, uniqueid: str, c
     return ("\n".join(lines) + "\n\n").encode()
 
 
+def eagi_environment(args: list[str], channel: str, uniqueid: str) -> bytes:
+    """The environment an EAGI script gets on stdin (captured: `agi_enhanced: 1.0`, no network keys)."""
+    lines = []
+    for line in (TRACES / "eagi_default_env.txt").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if not key or key.startswith("agi_arg_"):
+            continue
+        value = {"agi_channel": " " + channel, "agi_uniqueid": " " + uniqueid}.get(key, value)
+        lines.append(f"{key}:{value}")
+    lines += [f"agi_arg_{i}: {a}" for i, a in enumerate(args, 1)]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
 def audiosocket_frame_sizes(trace: str = "audiosocket_01_app_close.bin") -> list[int]:
     """Payload sizes of the audio frames a real AudioSocket() sent, in order."""
     data, pos, sizes = (TRACES / trace).read_bytes(), 0, []
@@ -198,6 +211,66 @@ class FakeAsterisk:
         finally:
             closed.cancel()
             writer.close()
+
+
+async def eagi_call(audio: np.ndarray, rundir: str, args: tuple[str, ...] = ("inbound",),
+                    hangup_after_ms: float | None = None) -> FakeCall:
+    """Run the real `pbxguard-eagi` as Asterisk's EAGI() would: environment and replies on stdin, commands
+    read from stdout, the caller's audio written to fd 3 in real time (640 bytes first, then 320 every 20 ms,
+    as observed)."""
+    import os
+    import sys
+
+    result, state = FakeCall(), {"hung_up": False}
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pbxguard.protocols.eagi", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        pass_fds=(read_end, 3), env={**os.environ, "PBXGUARD_RUNDIR": rundir}, preexec_fn=lambda: os.dup2(read_end, 3))
+    os.close(read_end)
+    uniqueid = f"{time.time():.6f}"
+    process.stdin.write(eagi_environment(list(args), f"PJSIP/trunk-{uniqueid}", uniqueid))
+    payload = np.asarray(audio, dtype="<i2").tobytes()
+
+    async def audio_feed() -> None:
+        pos, start, first = 0, time.monotonic(), True
+        while pos < len(payload) and process.returncode is None:
+            if hangup_after_ms is not None and pos / 16 >= hangup_after_ms:
+                state["hung_up"] = True
+                process.stdin.close()  # the channel is gone: stdin closes
+                break
+            size = 640 if first else 320
+            try:
+                os.write(write_end, payload[pos : pos + size])
+            except BlockingIOError:
+                pass  # fd 3 is non-blocking: audio the script does not read in time is dropped
+            except BrokenPipeError:
+                break
+            pos += size
+            first = False
+            result.audio_sent_ms = pos / 16
+            await asyncio.sleep(max(0.0, start + pos / 16000 - time.monotonic()))
+        result.window_end = time.monotonic()
+
+    feeder = asyncio.ensure_future(audio_feed())
+    fake = FakeAsterisk("", 0)
+    try:
+        while True:
+            line = await process.stdout.readline()
+            if not line:
+                break
+            command = line.decode().rstrip("\n")
+            result.commands.append(command)
+            reply = await fake._reply(command, result, audio, None, False, 0x10, state)
+            if not state["hung_up"]:
+                process.stdin.write((reply + "\n").encode())
+    finally:
+        await feeder
+        os.close(write_end)
+        code = await process.wait()
+    result.done = time.monotonic()
+    result.agistatus = "HANGUP" if state["hung_up"] else ("SUCCESS" if code == 0 else "FAILURE")
+    return result
 
 
 def _unquote(value: str) -> str:

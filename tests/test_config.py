@@ -35,3 +35,10 @@ def test_allow_list():
     cfg = config.load(None)
     assert cfg.allowed("127.0.0.1") and cfg.allowed("::1")
     assert not cfg.allowed("192.0.2.10") and not cfg.allowed("not-an-ip")
+
+
+def test_shipped_configuration_is_valid_and_equals_the_defaults():
+    from pathlib import Path
+
+    shipped = config.load(Path(__file__).resolve().parents[1] / "conf" / "pbxguard.yaml")
+    assert shipped.data == config.load(None).data

@@ -20,6 +20,7 @@ from pbxguard import calls
 from pbxguard.calls import CallRegistry
 from pbxguard.channel_vars import INBOUND, OUTBOUND, channel_variables
 from pbxguard.policy import Decision, Policy
+from pbxguard.protocols import eagi
 from pbxguard.protocols.fastagi import AGIError, FastAGIRequest
 from pbxguard.verdict import CLASSES, Verdict
 
@@ -54,16 +55,21 @@ class AsteriskAdapter:
         args = request.args
         mode = args[0].lower() if args and args[0].lower() in (INBOUND, OUTBOUND) else INBOUND
         window = int(args[1]) if len(args) > 1 and args[1].isdigit() else None
-        call_id = str(uuid.uuid4())
+        relayed = request.headers.get(eagi.CALL_ID_HEADER)  # EAGI: the audio comes from the relay, not AudioSocket
+        call_id = relayed or str(uuid.uuid4())
         info = {"channel": request.headers.get("agi_channel", ""), "uniqueid": request.headers.get("agi_uniqueid", ""),
                 "caller": request.headers.get("agi_callerid", ""), "called": request.headers.get("agi_extension", ""),
                 "mode": mode, "queue": args[2] if len(args) > 2 else ""}
         call = self.registry.open(call_id, window, **info)
         started = time.monotonic()
         try:
-            reply = await request.send_command(f'EXEC AudioSocket "{call_id},{self.audiosocket_address}"',
-                                               timeout=call.window_ms / 1000 + AUDIO_GRACE_S)
-            verdict = await calls.outcome(call, timeout=0.5 if call.outcome.done() else AUDIO_GRACE_S)
+            if relayed:
+                reply = {}
+                verdict = await calls.outcome(call, timeout=call.window_ms / 1000 + AUDIO_GRACE_S)
+            else:
+                reply = await request.send_command(f'EXEC AudioSocket "{call_id},{self.audiosocket_address}"',
+                                                   timeout=call.window_ms / 1000 + AUDIO_GRACE_S)
+                verdict = await calls.outcome(call, timeout=0.5 if call.outcome.done() else AUDIO_GRACE_S)
             if request.hung_up or reply.get("error") == "AGIAppError" or (verdict is None and call.audio_started):
                 self._record(call, None, None, "abandoned", started)
                 return

@@ -91,7 +91,7 @@ def analyse(samples: np.ndarray, tone_frames: tuple[np.ndarray, np.ndarray, np.n
     levels = measure_levels(x)
     labels, share, level_db = tone_frames if tone_frames is not None else tones.label_frames(frame_view(x))
     talk = speech.talk_pattern(level_db, labels)
-    events = tuple(tones.prove_tones(labels, level_db, x, talk.onset_ms))
+    events = tuple(tones.prove_tones(labels, level_db, x, lambda: talk.onset_ms))
 
     magnitude = spectral.magnitude_spectrogram(x)
     power = magnitude**2

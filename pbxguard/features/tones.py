@@ -15,6 +15,7 @@ cadence and steady level.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -337,10 +338,12 @@ def steady_tone_frames(labels: np.ndarray, level: np.ndarray) -> np.ndarray:
     return steady
 
 
-def prove_tones(labels: np.ndarray, level: np.ndarray, samples: np.ndarray, speech_onset_ms: float) -> list[ToneEvent]:
+def prove_tones(labels: np.ndarray, level: np.ndarray, samples: np.ndarray,
+                speech_onset_ms: Callable[[], float]) -> list[ToneEvent]:
     """Every cadence proven by the frame labels (and the `samples` they came from), earliest first.
 
-    A fax machine does not talk first: a fax tone that starts after speech is a voicemail beep.
+    A fax machine does not talk first: a fax tone that starts after speech (`speech_onset_ms()`, asked only
+    when a fax tone is found) is a voicemail beep.
     """
     events = []
     family = families(labels)
@@ -361,7 +364,7 @@ def prove_tones(labels: np.ndarray, level: np.ndarray, samples: np.ndarray, spee
         if not frequencies_match(power, longest, cadence):
             continue
         event = _match(cadence, mask)
-        if event and not (cadence.verdict == "fax" and event.start_ms > speech_onset_ms):
+        if event and not (cadence.verdict == "fax" and event.start_ms > speech_onset_ms()):
             events.append(event)
     if np.count_nonzero(labels == SET_INDEX[SIT_THIRD]) >= MIN_RUN_FRAMES:
         sit = _match_sit(labels)

@@ -18,7 +18,7 @@ from pbxguard.screener.models import DEFAULT_MODELS_DIR, load_pinned
 from pbxguard.verdict import CLASSES, Verdict
 
 PROVEN_CONFIDENCE = 0.99
-EARLY_CHECK_FRAMES = 5  # look for a proof every 100 ms of audio
+EARLY_CHECK_FRAMES = 10  # look for a proof every 200 ms of audio
 
 
 def _one_hot(label: str) -> dict[str, float]:
@@ -105,8 +105,8 @@ class ScreeningStream:
             self._levels.append(levels)
             self._labelled += complete * tones.FRAME
             labels, levels = np.concatenate(self._labels), np.concatenate(self._levels)
-            onset = speech.talk_pattern(levels, labels).onset_ms
-            events = tones.prove_tones(labels, levels, samples[: self._labelled], onset)
+            events = tones.prove_tones(labels, levels, samples[: self._labelled],
+                                       lambda: speech.talk_pattern(levels, labels).onset_ms)
             if events:
                 return self.finish()
         if self._received >= self.window_samples:

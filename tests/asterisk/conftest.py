@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 from pathlib import Path
 
@@ -24,6 +25,8 @@ class Daemon:
         cfg = config.load(None)
         cfg.data["fastagi"]["port"] = 0
         cfg.data["audiosocket"]["port"] = 0
+        self.rundir = tempfile.mkdtemp(prefix="pbxguard-run-")
+        cfg.data["eagi"].update(enabled=True, directory=self.rundir)
         for section, values in overrides.items():
             cfg.data[section].update(values)
         self.loop = asyncio.new_event_loop()

@@ -3,8 +3,8 @@
 No Asterisk binary is available on the test machines (Debian 12 has none), so the tests run the shipped
 `extensions_pbxguard.conf` here: contexts, `exten =>`/`same =>` with `n(label)` priorities, `${VAR}`,
 `${ARGn}`, `LOCAL()`, `${IF(c?a:b)}`, `$[...]` expressions (= != < > <= >= + - & |), and the applications
-Answer, NoOp, Set, AGI, GotoIf, Goto, Gosub, Return, Hangup, Playback, SayDigits, Read and Queue. AGI()
-is handed to a callback that talks to the real daemon over real sockets.
+Answer, NoOp, Set, AGI, EAGI, GotoIf, Goto, Gosub, Return, Hangup, Playback, SayDigits, Read and Queue.
+AGI() and EAGI() are handed to a callback that talks to the real daemon over real sockets.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KNOWN_APPS = {"Answer", "NoOp", "Set", "AGI", "GotoIf", "Goto", "Gosub", "Return", "Hangup", "Playback",
+KNOWN_APPS = {"Answer", "NoOp", "Set", "AGI", "EAGI", "GotoIf", "Goto", "Gosub", "Return", "Hangup", "Playback",
               "SayDigits", "Read", "Queue"}
 
 
@@ -143,7 +143,7 @@ class Interpreter:
                 frame["locals"][name[6:-1]] = value
             else:
                 channel.variables[self.substitute(name, channel, frame)] = value
-        elif app == "AGI":
+        elif app in ("AGI", "EAGI"):
             status, variables = self.agi(args[0], args[1:], channel)
             channel.variables["AGISTATUS"] = status
             channel.variables.update(variables)

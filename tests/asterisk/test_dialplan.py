@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pbxguard.testing import FakeAsterisk
+from pbxguard.testing import FakeAsterisk, eagi_call
 from tests.asterisk.dialplan import KNOWN_APPS, Channel, Interpreter, parse, split_args
 
 DIALPLAN = Path(__file__).resolve().parents[2] / "dialplan" / "asterisk" / "extensions_pbxguard.conf"
@@ -41,6 +41,10 @@ def agi_to(daemon, audio):
     """AGI() in the dialplan: talk to the daemon (whatever port the test bound) like Asterisk would."""
 
     def agi(url, args, channel):
+        if url == "pbxguard-eagi":
+            rundir = daemon.rundir if daemon else "/nonexistent"
+            call = asyncio.run(eagi_call(audio, rundir, tuple(args)))
+            return call.agistatus, call.variables
         m = re.match(r"agi://([^:/]+):(\d+)/(\w+)", url)
         port = daemon.agi_port if daemon else 1  # port 1: nobody listens, as with the daemon down
         call = asyncio.run(FakeAsterisk(m.group(1), port).call(audio, script=m.group(3), args=tuple(args)))
@@ -118,3 +122,13 @@ class _RightDigit(list):
 
     def pop(self, index: int = -1) -> str:
         return self.channel.variables.get("PBXGUARD_CHALLENGE_DIGIT", "")
+
+
+def test_older_asterisk_goes_through_the_eagi_relay(contexts, daemon, calls_audio):
+    for audio, action, queued in ((calls_audio["live"], "BRIDGE", "support"), (calls_audio["fax"], "HANGUP", None)):
+        channel = Channel(variables={"PBXGUARD_EAGI": "yes"})
+        Interpreter(contexts, agi_to(daemon, audio)).run(channel, "pbxguard-example-inbound", "5551000")
+        assert channel.variables["PBXGUARD_ACTION"] == action and channel.queued == queued
+    down = Interpreter(contexts, agi_to(None, calls_audio["dead_air"])).run(
+        Channel(variables={"PBXGUARD_EAGI": "yes"}), "pbxguard-example-inbound", "5551000")
+    assert down.queued == "support"  # relay cannot reach the daemon: fail open
