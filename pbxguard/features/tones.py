@@ -122,11 +122,11 @@ class ToneEvent:
 
 
 @cache
-def _projection() -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+def _projection() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Stacked orthonormal bases of every tone set and of each component a dual set must show.
 
-    Returns the (FRAME x columns) matrix, each group's starting column (for np.add.reduceat), and for each
-    tone set the group indices of its single-frequency components.
+    Returns the (FRAME x columns) matrix, each group's starting column (for np.add.reduceat), the indices of
+    the dual sets that must show both components, and those components' group indices (one row per set).
     """
     t = np.arange(FRAME) / 8000.0
     freqs = sorted({f for s in TONE_SETS if s.all_components and len(s.freqs) > 1 for f in s.freqs})
@@ -141,22 +141,20 @@ def _projection() -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
         blocks.append(q)
         starts.append(col)
         col += q.shape[1]
-    components = [[len(TONE_SETS) + freqs.index(f) for f in s.freqs] if f_ok else [] for s in TONE_SETS
-                  for f_ok in [s.all_components and len(s.freqs) > 1]]
-    return np.hstack(blocks), np.array(starts), components
+    checked = [i for i, s in enumerate(TONE_SETS) if s.all_components and len(s.freqs) > 1]
+    components = np.array([[len(TONE_SETS) + freqs.index(f) for f in TONE_SETS[i].freqs] for i in checked])
+    return np.hstack(blocks), np.array(starts), np.array(checked), components
 
 
 def label_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per 20 ms frame (rows of `frames`, int16-scaled): tone-set index into TONE_SETS or -1, the share of
     energy that set explains, and the frame level in dBFS."""
-    basis, starts, components = _projection()
+    basis, starts, checked, components = _projection()
     x = frames - frames.mean(axis=1, keepdims=True)  # DC offset is not part of any tone
     energy = np.einsum("ij,ij->i", x, x) + 1e-9
     explained = np.add.reduceat((x @ basis) ** 2, starts, axis=1) / energy[:, None]
     sets = explained[:, : len(TONE_SETS)].copy()
-    for i, comp in enumerate(components):
-        if len(comp) > 1 and TONE_SETS[i].all_components:
-            sets[:, i] = np.where(explained[:, comp].min(axis=1) >= MIN_COMPONENT, sets[:, i], 0.0)
+    sets[:, checked] *= explained[:, components].min(axis=2) >= MIN_COMPONENT
     best = np.argmax(sets - SIMPLER_WINS_BY * _SET_SIZES, axis=1)
     share = sets[np.arange(len(best)), best]
     level = 10.0 * np.log10(energy / FRAME / 32768.0**2)
