@@ -7,6 +7,7 @@ same work. CPU time (`time.process_time`) of a single thread: the figure a core 
 from __future__ import annotations
 
 import resource
+import tempfile
 import time
 from multiprocessing import get_context
 
@@ -114,12 +115,14 @@ def run_channels(screener: Screener, channels: int, seconds: float) -> dict:
         audio = pool.apply(load_audio)
     expected = {k: screener.screen(v).label.upper() for k, v in audio.items()}
     cfg = config.load(None)
-    cfg.data["fastagi"]["port"] = cfg.data["audiosocket"]["port"] = 0
+    cfg.data["fastagi"]["port"] = cfg.data["audiosocket"]["port"] = cfg.data["metrics"]["port"] = 0
+    rundir = tempfile.mkdtemp(prefix="pbxguard-bench-")
+    cfg.data["database"]["path"] = f"{rundir}/calls.db"
     records: dict[str, dict] = {}
 
     async def main() -> tuple[list, float, float]:
         server = Server(cfg, screener)
-        server.asterisk.on_decision = lambda r: records.__setitem__(r["call_id"], r)
+        server.recorder.subscribers.append(lambda r: records.__setitem__(r["call_id"], r))
         await server.start()
         server.asterisk.audiosocket_address = f"127.0.0.1:{server.port(1)}"
         ctx = multiprocessing.get_context("spawn")

@@ -145,6 +145,118 @@ def cmd_serve(args) -> int:
     return 0
 
 
+DEFAULT_CONFIG = Path("/etc/pbxguard/pbxguard.yaml")
+
+
+def _config(args):
+    from pbxguard import config as config_module
+
+    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    return config_module.load(path)
+
+
+def _call_log(args):
+    from pbxguard.store.calllog import open_call_log
+
+    cfg = _config(args)
+    return open_call_log(cfg["database"]["path"], cfg["database"]["url"]), cfg
+
+
+def cmd_check_config(args) -> int:
+    from pbxguard import config as config_module
+
+    try:
+        cfg = config_module.load(args.file or args.config)
+    except config_module.ConfigError as exc:
+        print(f"pbxguard: {exc}", file=sys.stderr)
+        return 2
+    print(f"{cfg.path or 'built-in defaults'}: ok")
+    return 0
+
+
+def _since(text: str | None) -> float | None:
+    import time
+
+    if not text:
+        return None
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if text[-1] in units and text[:-1].isdigit():
+        return time.time() - int(text[:-1]) * units[text[-1]]
+    raise SystemExit(f"pbxguard: --since takes a number and m, h or d (e.g. 2h), not {text!r}")
+
+
+def cmd_calls(args) -> int:
+    import csv
+    import shutil
+    import time
+
+    from pbxguard.verdict import CLASSES
+
+    log_, cfg = _call_log(args)
+    action = args.calls_command or "list"
+    if action == "list":
+        rows = log_.calls(since=_since(args.since), verdict=args.verdict, limit=args.limit)
+        print(f"{'time':<20} {'call id':<37} {'status':<10} {'verdict':<16} {'action':<10} {'challenge':<9} label")
+        for r in rows:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))
+            print(f"{stamp:<20} {r['call_id']:<37} {r['status']:<10} {r['verdict'] or '-':<16} {r['action'] or '-':<10} "
+                  f"{r['challenge'] or '-':<9} {r['label'] or '-'}")
+    elif action == "show":
+        record = log_.call(args.id)
+        if record is None:
+            print(f"pbxguard: no call {args.id}", file=sys.stderr)
+            return 2
+        print(json.dumps(record, indent=2))
+    elif action == "label":
+        if args.label not in CLASSES:
+            print(f"pbxguard: {args.label!r} is not a verdict class ({', '.join(CLASSES)})", file=sys.stderr)
+            return 2
+        if not log_.label(args.id, args.label):
+            print(f"pbxguard: no call {args.id}", file=sys.stderr)
+            return 2
+        print(f"{args.id}: {args.label}")
+    elif action == "export":
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = [r for r in log_.calls(limit=10**9) if r["label"] and r["capture"] and Path(r["capture"]).exists()]
+        with open(out / "labels.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "class", "subclass"])
+            for r in rows:
+                shutil.copy(r["capture"], out / f"{r['call_id']}.wav")
+                writer.writerow([f"{r['call_id']}.wav", r["label"], r["challenge"] or "manual"])
+        print(f"exported {len(rows)} labelled calls to {out} (train on them: pbxguard train --corpus ... --site {out})")
+    log_.close()
+    return 0
+
+
+def cmd_list_edit(args) -> int:
+    from pbxguard.callerid import CallerIDError, list_pattern
+
+    log_, cfg = _call_log(args)
+    try:
+        pattern = list_pattern(args.number, cfg["callerid"]["region"])
+    except CallerIDError as exc:
+        print(f"pbxguard: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "unlist":
+        removed = [kind for kind in ("allow", "deny") if log_.remove_from_list(kind, pattern)]
+        print(f"{pattern}: removed from {', '.join(removed) or 'no list'}")
+    else:
+        log_.add_to_list(args.command, pattern, args.note)
+        print(f"{pattern}: on the {args.command} list (the daemon reads the lists at every call)")
+    log_.close()
+    return 0
+
+
+def cmd_lists(args) -> int:
+    log_, _ = _call_log(args)
+    for kind, pattern, note in log_.lists():
+        print(f"{kind:<6} {pattern:<20} {note or ''}")
+    log_.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pbxguard", description="Screen the first two seconds of phone calls.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +304,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the daemon: FastAGI and AudioSocket for Asterisk")
     p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
     p.set_defaults(func=cmd_serve)
+
+    def config_option(p):
+        p.add_argument("--config", type=Path, help=f"YAML configuration (default: {DEFAULT_CONFIG} if it exists)")
+
+    p = sub.add_parser("check-config", help="validate a configuration file")
+    p.add_argument("file", nargs="?", type=Path)
+    config_option(p)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("calls", help="the call log: list, show, label, export")
+    config_option(p)
+    calls_sub = p.add_subparsers(dest="calls_command")
+    p.set_defaults(func=cmd_calls, since=None, verdict=None, limit=50)
+    for name, help_text in (("list", "recent calls"), ("show", "one call as JSON"), ("label", "set a call's label"),
+                            ("export", "a labelled folder for pbxguard train --site")):
+        c = calls_sub.add_parser(name, help=help_text)
+        config_option(c)
+        if name == "list":
+            c.add_argument("--since", help="e.g. 30m, 2h, 7d")
+            c.add_argument("--verdict")
+            c.add_argument("--limit", type=int, default=50)
+        if name in ("show", "label"):
+            c.add_argument("id")
+        if name == "label":
+            c.add_argument("label")
+        if name == "export":
+            c.add_argument("out")
+        c.set_defaults(func=cmd_calls)
+
+    for name, help_text in (("allow", "skip screening for a number or prefix (+1555*)"),
+                            ("deny", "reject a number or prefix before answering"), ("unlist", "remove from both lists")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("number")
+        p.add_argument("--note", default="")
+        config_option(p)
+        p.set_defaults(func=cmd_list_edit)
+    p = sub.add_parser("lists", help="show the allow and deny lists")
+    config_option(p)
+    p.set_defaults(func=cmd_lists)
 
     p = sub.add_parser("eval", help="evaluate on a labelled folder")
     p.add_argument("folder", type=Path)

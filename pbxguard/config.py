@@ -28,7 +28,11 @@ SCHEMA: dict[str, Any] = {
     "eagi": {"enabled": bool, "directory": str},
     "allow": list,
     "policy": {"low_confidence_action": str, "rules": {label: RULE_SCHEMA for label in CLASSES}},
-    "log": {"level": str, "json": bool},
+    "database": {"path": str, "url": str},
+    "captures": {"enabled": bool, "directory": str, "max_days": float, "max_megabytes": float},
+    "metrics": {"enabled": bool, "host": str, "port": int},
+    "callerid": {"region": str, "anonymous_action": str, "max_calls_per_minute": int, "rate_action": str},
+    "log": {"level": str, "json": bool, "full_numbers": bool},
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -40,7 +44,11 @@ DEFAULTS: dict[str, Any] = {
     "eagi": {"enabled": False, "directory": "/run/pbxguard"},
     "allow": ["127.0.0.0/8", "::1"],
     "policy": {"low_confidence_action": "CHALLENGE", "rules": {k: dict(v) for k, v in DEFAULT_RULES.items()}},
-    "log": {"level": "info", "json": False},
+    "database": {"path": "/var/lib/pbxguard/calls.db", "url": ""},
+    "captures": {"enabled": False, "directory": "/var/lib/pbxguard/captures", "max_days": 30.0, "max_megabytes": 2048.0},
+    "metrics": {"enabled": True, "host": "127.0.0.1", "port": 9464},
+    "callerid": {"region": "US", "anonymous_action": "", "max_calls_per_minute": 0, "rate_action": "CHALLENGE"},
+    "log": {"level": "info", "json": False, "full_numbers": False},
 }
 
 
@@ -106,10 +114,17 @@ def _validate_values(data: dict, source: str) -> None:
         except ValueError:
             raise ConfigError(f"{source}: 'allow' entry {net!r} is not an IP address or network") from None
     actions = [data["policy"]["low_confidence_action"]] + [r["action"] for r in data["policy"]["rules"].values()]
+    actions += [a for a in (data["callerid"]["anonymous_action"], data["callerid"]["rate_action"]) if a]
     for action in actions:
         if action not in ACTIONS:
             raise ConfigError(f"{source}: policy action {action!r} must be one of {', '.join(ACTIONS)}")
-    for section in ("fastagi", "audiosocket"):
+    if data["log"]["level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"{source}: 'log.level' must be debug, info, warning or error")
+    import phonenumbers
+
+    if data["callerid"]["region"] not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"{source}: 'callerid.region' {data['callerid']['region']!r} is not a region code (US, GB, DE, ...)")
+    for section in ("fastagi", "audiosocket", "metrics"):
         if not 0 < data[section]["port"] < 65536:
             raise ConfigError(f"{source}: '{section}.port' must be 1-65535")
     if not 200 <= data["engine"]["window_ms"] <= 10000:

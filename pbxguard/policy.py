@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pbxguard.verdict import CLASSES, Verdict
 
-ACTIONS = ("BRIDGE", "CHALLENGE", "HANGUP")
+ACTIONS = ("BRIDGE", "CHALLENGE", "HANGUP")  # in order of severity
 
 DEFAULT_RULES: dict[str, dict] = {
     "human": {"action": "BRIDGE"},
@@ -48,7 +48,16 @@ class Policy:
         self.rules = merged
         self.low_confidence_action = low_confidence_action
 
-    def decide(self, verdict: Verdict) -> Decision:
+    def decide(self, verdict: Verdict, signals: tuple[tuple[str, str], ...] = ()) -> Decision:
+        """The verdict's action, raised (never lowered) by caller signals: (reason, action) pairs such as
+        ("ANONYMOUS", "CHALLENGE") from the caller-ID settings."""
+        decision = self._by_verdict(verdict)
+        for reason, action in signals:
+            if ACTIONS.index(action) > ACTIONS.index(decision.action):
+                decision = Decision(action, f"{decision.reason}+{reason}")
+        return decision
+
+    def _by_verdict(self, verdict: Verdict) -> Decision:
         rule = self.rules[verdict.label]
         action = rule["action"]
         reason = verdict.label.upper()

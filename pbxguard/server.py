@@ -1,7 +1,9 @@
 """The daemon: loads the engine once, starts the listeners the configuration enables, stops cleanly.
 
 It knows which protocol runs on which socket and nothing of what they say: FastAGI routes come from the
-adapter, AudioSocket connections are handed to the call registry.
+adapter, AudioSocket connections are handed to the call registry. Lifecycle: READY=1 to systemd once
+listeners are bound and models loaded, watchdog pings from the event loop, SIGTERM drains calls in
+progress within a bound, SIGHUP reloads configuration and models without dropping a call.
 """
 
 from __future__ import annotations
@@ -11,22 +13,35 @@ import logging
 import os
 import signal
 
-from pbxguard.adapters.asterisk import AsteriskAdapter
+from pbxguard import config as config_module
+from pbxguard import systemd
+from pbxguard.adapters.asterisk import AsteriskAdapter, CallerRules
+from pbxguard.callerid import CallerIndex
 from pbxguard.calls import CallRegistry
 from pbxguard.config import Config
+from pbxguard.metrics import Metrics
 from pbxguard.policy import Policy
 from pbxguard.protocols import eagi
 from pbxguard.protocols.audiosocket import AudioSocketConnection
 from pbxguard.protocols.fastagi import FastAGIApplication
+from pbxguard.recorder import Recorder
 from pbxguard.screener import Screener
+from pbxguard.store.calllog import open_call_log
+from pbxguard.store.captures import Captures
 
 log = logging.getLogger("pbxguard.server")
 
 DRAIN_TIMEOUT_S = 10.0  # SIGTERM: how long calls in progress may take to finish
+PRUNE_EVERY_S = 600.0
 
 
 def build_policy(config: Config) -> Policy:
     return Policy(config["policy"]["rules"], config["policy"]["low_confidence_action"])
+
+
+def build_caller_rules(config: Config) -> CallerRules:
+    c = config["callerid"]
+    return CallerRules(c["anonymous_action"], c["max_calls_per_minute"], c["rate_action"])
 
 
 class Server:
@@ -34,9 +49,19 @@ class Server:
         self.config = config
         self.screener = screener or Screener(config["engine"]["models"], window_ms=config["engine"]["window_ms"])
         self.registry = CallRegistry(self.screener)
-        self.asterisk = AsteriskAdapter(self.registry, build_policy(config), config["audiosocket"]["advertise"])
+        self.metrics = Metrics()
+        self.metrics.model.info({"version": self.screener.version})
+        self.metrics.active.set_function(lambda: self.registry.active)
+        captures = config["captures"]
+        self.captures = Captures(captures["directory"], captures["max_days"], captures["max_megabytes"]) if captures["enabled"] else None
+        self.recorder = Recorder(open_call_log(config["database"]["path"], config["database"]["url"]), self.captures,
+                                 self.metrics, config["log"]["json"], config["log"]["full_numbers"])
+        self.asterisk = AsteriskAdapter(self.registry, build_policy(config), config["audiosocket"]["advertise"],
+                                        self.recorder, CallerIndex(config["callerid"]["region"]), build_caller_rules(config))
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping = asyncio.Event()
+        self.metrics_server = None
+        self.tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
         """Bind every enabled listener; raises OSError with the address when one cannot be bound."""
@@ -53,6 +78,23 @@ class Server:
                                                  lambda: AudioSocketConnection(self.registry.attach, cfg.allowed, timeout)))
         if cfg["eagi"]["enabled"]:
             await self._start_eagi(cfg["eagi"]["directory"], timeout)
+        if cfg["metrics"]["enabled"]:
+            try:
+                self.metrics_server = self.metrics.serve(cfg["metrics"]["host"], cfg["metrics"]["port"])
+            except OSError as exc:
+                raise OSError(exc.errno, f"metrics: cannot listen on {cfg['metrics']['host']}:{cfg['metrics']['port']}: "
+                                         f"{exc.strerror}") from None
+        if self.captures is not None:
+            self.tasks.append(asyncio.ensure_future(self._prune_captures()))
+
+    async def _bind(self, name: str, create, factory, **kwargs) -> asyncio.AbstractServer:
+        host, port = self.config[name]["host"], self.config[name]["port"]
+        try:
+            server = await create(factory, host, port, **kwargs)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
+        log.info("%s listening on %s:%d", name, host, server.sockets[0].getsockname()[1])
+        return server
 
     async def _start_eagi(self, directory: str, timeout: float) -> None:
         """Unix sockets for the pbxguard-eagi relay: the same FastAGI and AudioSocket handlers, local peers
@@ -73,34 +115,59 @@ class Server:
             os.chmod(path, 0o660)
             log.info("eagi relay socket %s", path)
 
-    async def _bind(self, name: str, create, factory, **kwargs) -> asyncio.AbstractServer:
-        host, port = self.config[name]["host"], self.config[name]["port"]
-        try:
-            server = await create(factory, host, port, **kwargs)
-        except OSError as exc:
-            raise OSError(exc.errno, f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
-        log.info("%s listening on %s:%d", name, host, server.sockets[0].getsockname()[1])
-        return server
+    async def _prune_captures(self) -> None:
+        while True:
+            await asyncio.get_running_loop().run_in_executor(self.recorder.executor, self.captures.prune)
+            await asyncio.sleep(PRUNE_EVERY_S)
 
     def port(self, index: int) -> int:
         """The bound port of the index-th listener (tests bind port 0)."""
         return self.servers[index].sockets[0].getsockname()[1]
 
+    def reload(self) -> None:
+        """SIGHUP: configuration (policy, caller-ID rules, log level) and models; calls in progress keep the
+        screener they started with. The lists live in the call log and are read at every call."""
+        systemd.notify("RELOADING=1")
+        try:
+            cfg = config_module.load(self.config.path) if self.config.path else self.config
+            screener = Screener(cfg["engine"]["models"], window_ms=cfg["engine"]["window_ms"])
+        except Exception as exc:  # a bad new config or model must not take down a working daemon
+            log.error("reload failed, keeping the running configuration and models: %s", exc)
+        else:
+            self.config, self.screener = cfg, screener
+            self.registry.screener = screener
+            self.asterisk.policy = build_policy(cfg)
+            self.asterisk.caller_rules = build_caller_rules(cfg)
+            self.metrics.model.info({"version": screener.version})
+            logging.getLogger().setLevel(cfg["log"]["level"].upper())
+            log.info("reloaded: model %s", screener.version)
+        systemd.notify("READY=1")
+
     async def stop(self) -> None:
-        """Stop accepting, give calls in progress a bounded time to finish."""
+        """Stop accepting, give calls in progress a bounded time to finish, flush the call log."""
         for server in self.servers:
             server.close()
         deadline = asyncio.get_running_loop().time() + DRAIN_TIMEOUT_S
         while self.registry.active and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
+        for task in self.tasks:
+            task.cancel()
         for server in self.servers:
             await server.wait_closed()
+        if self.metrics_server is not None:
+            self.metrics_server[0].shutdown()
+        self.recorder.close()
 
     async def run(self) -> None:
         await self.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.tasks.append(asyncio.ensure_future(systemd.watchdog()))
+        systemd.notify(f"READY=1\nSTATUS=screening with model {self.screener.version}\nMAINPID={os.getpid()}")
+        log.info("ready: model %s", self.screener.version)
         await self.stopping.wait()
+        systemd.notify("STOPPING=1")
         log.info("stopping: %d calls in progress", self.registry.active)
         await self.stop()

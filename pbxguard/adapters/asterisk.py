@@ -8,6 +8,9 @@ wrong the variables say BRIDGE: pbxguard fails open.
 
 challenge (AGI arguments: call id, PASS|FAIL, digits pressed): the Turing test's outcome, reported by the
 dialplan; failed challenges are the labels for retraining.
+
+check (before the call is answered): the caller-ID lists. Sets PBXGUARD_LIST to DENY (the dialplan
+rejects the call unanswered), ALLOW (screening is skipped) or NONE.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 
 from pbxguard import calls
+from pbxguard.callerid import DENY, Caller, CallerIndex
 from pbxguard.calls import CallRegistry
 from pbxguard.channel_vars import INBOUND, OUTBOUND, channel_variables
 from pbxguard.policy import Decision, Policy
 from pbxguard.protocols import eagi
 from pbxguard.protocols.fastagi import AGIError, FastAGIRequest
+from pbxguard.recorder import Recorder
 from pbxguard.verdict import CLASSES, Verdict
 
 log = logging.getLogger("pbxguard.asterisk")
@@ -39,17 +45,48 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@dataclass
+class CallerRules:
+    """What the caller ID alone may add to a verdict's action (empty action: nothing)."""
+
+    anonymous_action: str = ""
+    max_calls_per_minute: int = 0
+    rate_action: str = "CHALLENGE"
+
+    def signals(self, caller: Caller) -> tuple[tuple[str, str], ...]:
+        out = []
+        if caller.anonymous and self.anonymous_action:
+            out.append(("ANONYMOUS", self.anonymous_action))
+        if self.max_calls_per_minute and caller.calls_last_minute > self.max_calls_per_minute:
+            out.append(("CALL_RATE", self.rate_action))
+        return tuple(out)
+
+
 class AsteriskAdapter:
-    def __init__(self, registry: CallRegistry, policy: Policy, audiosocket_address: str,
-                 on_decision=None, on_challenge=None) -> None:
+    def __init__(self, registry: CallRegistry, policy: Policy, audiosocket_address: str, recorder: Recorder,
+                 callers: CallerIndex, caller_rules: CallerRules) -> None:
         self.registry = registry
         self.policy = policy
         self.audiosocket_address = audiosocket_address
-        self.on_decision = on_decision or (lambda record: None)
-        self.on_challenge = on_challenge or (lambda record: None)
+        self.recorder = recorder
+        self.callers = callers
+        self.caller_rules = caller_rules
 
     def routes(self) -> dict:
-        return {"screen": self.screen, "challenge": self.challenge}
+        return {"screen": self.screen, "challenge": self.challenge, "check": self.check}
+
+    async def _caller(self, request: FastAGIRequest) -> Caller:
+        return self.callers.classify(request.headers.get("agi_callerid", ""), await self.recorder.lists())
+
+    async def check(self, request: FastAGIRequest) -> None:
+        caller = await self._caller(request)
+        listed = (caller.listed or "none").upper()
+        if caller.listed:
+            status = "denied" if caller.listed == DENY else "allowed"
+            await self.recorder.call({"call_id": str(uuid.uuid4()), "status": status, "reason": f"{listed}_LIST",
+                                      "channel": request.headers.get("agi_channel", ""),
+                                      "called": request.headers.get("agi_extension", "")}, caller)
+        await self._set(request, {"PBXGUARD_LIST": listed})
 
     async def screen(self, request: FastAGIRequest) -> None:
         args = request.args
@@ -61,6 +98,7 @@ class AsteriskAdapter:
                 "caller": request.headers.get("agi_callerid", ""), "called": request.headers.get("agi_extension", ""),
                 "mode": mode, "queue": args[2] if len(args) > 2 else ""}
         call = self.registry.open(call_id, window, **info)
+        caller = await self._caller(request)
         started = time.monotonic()
         try:
             if relayed:
@@ -71,18 +109,21 @@ class AsteriskAdapter:
                                                    timeout=call.window_ms / 1000 + AUDIO_GRACE_S)
                 verdict = await calls.outcome(call, timeout=0.5 if call.outcome.done() else AUDIO_GRACE_S)
             if request.hung_up or reply.get("error") == "AGIAppError" or (verdict is None and call.audio_started):
-                self._record(call, None, None, "abandoned", started)
+                await self.recorder.call(self._record(call, None, None, "abandoned", started), caller)
                 return
             if verdict is None:
+                await self.recorder.call(self._record(call, None, None, "no_audio", started), caller)
                 await self._set(request, fail_open_variables(call_id, "NO_AUDIO"))
-                self._record(call, None, None, "no_audio", started)
                 return
-            decision = self.policy.decide(verdict)
+            decision = self.policy.decide(verdict, self.caller_rules.signals(caller))
             variables = channel_variables(verdict, decision, call_id, mode)
+            window_end = time.monotonic()
+            # Committed before the verdict is sent: a crash after this loses no call whose verdict went out.
+            await self.recorder.call(self._record(call, verdict, decision, "screened", started), caller, call.stream.samples)
             await self._set(request, variables)
-            self._record(call, verdict, decision, "screened", started, variables.get("PBXGUARD_CHALLENGE_DIGIT"))
+            self.recorder.metrics.latency.observe(time.monotonic() - window_end)
         except AGIError as exc:
-            self._record(call, None, None, "agi_error", started, error=str(exc))
+            await self.recorder.call(self._record(call, None, None, "agi_error", started, error=str(exc)), caller)
             raise
         finally:
             self.registry.close(call_id)
@@ -91,19 +132,17 @@ class AsteriskAdapter:
         for name, value in variables.items():
             await request.send_command(f"SET VARIABLE {name} {_quote(value)}")
 
-    def _record(self, call: calls.Call, verdict: Verdict | None, decision: Decision | None, status: str,
-                started: float, digit: str | None = None, error: str = "") -> None:
-        record = {"call_id": call.call_id, "status": status, **call.info,
-                  "verdict": verdict.label if verdict else None,
-                  "confidence": round(verdict.confidence, 4) if verdict else None,
-                  "scores": {c: round(verdict.scores[c], 4) for c in CLASSES} if verdict else None,
-                  "action": decision.action if decision else None, "reason": decision.reason if decision else None,
-                  "decided_ms": verdict.decided_ms if verdict else None, "model": verdict.model if verdict else None,
-                  "audio_ms": call.stream.received_ms, "handled_ms": round((time.monotonic() - started) * 1000, 1),
-                  "challenge_digit_set": digit is not None, "error": error}
-        log.info("call %s %s verdict=%s action=%s decided_ms=%s", call.call_id, status, record["verdict"],
-                 record["action"], record["decided_ms"])
-        self.on_decision(record)
+    @staticmethod
+    def _record(call: calls.Call, verdict: Verdict | None, decision: Decision | None, status: str,
+                started: float, error: str = "") -> dict:
+        return {"call_id": call.call_id, "status": status, **call.info,
+                "verdict": verdict.label if verdict else None,
+                "confidence": round(verdict.confidence, 4) if verdict else None,
+                "scores": {c: round(verdict.scores[c], 4) for c in CLASSES} if verdict else None,
+                "action": decision.action if decision else None, "reason": decision.reason if decision else None,
+                "decided_ms": verdict.decided_ms if verdict else None, "model": verdict.model if verdict else None,
+                "audio_ms": call.stream.received_ms, "speech_ms": verdict.evidence.get("speech_ms") if verdict else None,
+                "handled_ms": round((time.monotonic() - started) * 1000, 1), "error": error}
 
     async def challenge(self, request: FastAGIRequest) -> None:
         args = request.args + ["", "", ""]
@@ -111,7 +150,5 @@ class AsteriskAdapter:
         if result not in ("PASS", "FAIL"):
             log.warning("challenge report for %s with result %r (expected PASS or FAIL)", call_id, args[1])
             return
-        record = {"call_id": call_id, "challenge": result, "pressed": pressed,
-                  "channel": request.headers.get("agi_channel", "")}
-        log.info("call %s challenge %s", call_id, result)
-        self.on_challenge(record)
+        if not await self.recorder.challenge(call_id, result, pressed):
+            log.warning("challenge report for unknown call %s", call_id)

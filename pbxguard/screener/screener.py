@@ -79,6 +79,11 @@ class ScreeningStream:
         self.verdict: Verdict | None = None
 
     @property
+    def samples(self) -> np.ndarray:
+        """The audio received so far (at most the window)."""
+        return self._samples()
+
+    @property
     def received_ms(self) -> float:
         return self._received * 1000.0 / SAMPLE_RATE
 

@@ -27,6 +27,8 @@ class Daemon:
         cfg.data["audiosocket"]["port"] = 0
         self.rundir = tempfile.mkdtemp(prefix="pbxguard-run-")
         cfg.data["eagi"].update(enabled=True, directory=self.rundir)
+        cfg.data["database"]["path"] = f"{self.rundir}/calls.db"
+        cfg.data["metrics"]["port"] = 0
         for section, values in overrides.items():
             cfg.data[section].update(values)
         self.loop = asyncio.new_event_loop()
@@ -36,8 +38,8 @@ class Daemon:
 
         async def start():
             self.server = Server(cfg)
-            self.server.asterisk.on_decision = self.records.append
-            self.server.asterisk.on_challenge = self.challenges.append
+            self.server.recorder.subscribers.append(
+                lambda r: (self.challenges if "challenge" in r else self.records).append(r))
             await self.server.start()
             self.server.asterisk.audiosocket_address = f"127.0.0.1:{self.server.port(1)}"
             ready.set()
@@ -48,6 +50,12 @@ class Daemon:
         assert ready.wait(60), "daemon did not start"
         self.agi_port = self.server.port(0)
         self.audio_port = self.server.port(1)
+
+    def call_log(self):
+        """A reader of the daemon's SQLite call log (its own connection, in the test's thread)."""
+        from pbxguard.store.calllog import SQLiteCallLog
+
+        return SQLiteCallLog(f"{self.rundir}/calls.db")
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)

@@ -75,6 +75,7 @@ def test_dead_air_passing_the_challenge_reaches_the_queue(contexts, daemon, call
     assert channel.queued == "support"
     assert daemon.challenges[-1]["call_id"] == channel.variables["PBXGUARD_CALL_ID"]
     assert daemon.challenges[-1]["challenge"] == "PASS"
+    assert daemon.call_log().call(channel.variables["PBXGUARD_CALL_ID"])["label"] == "human"
 
 
 def test_dead_air_failing_the_challenge_twice_is_hung_up(contexts, daemon, calls_audio):
@@ -82,8 +83,9 @@ def test_dead_air_failing_the_challenge_twice_is_hung_up(contexts, daemon, calls
     assert channel.queued is None and channel.hangup_cause == "21"
     assert channel.variables["CDR(userfield)"] == "REJECTED_CALLER_SILENCE"
     assert channel.log.count("Playback(please-try-again)") == 1
-    assert daemon.challenges[-1] == {"call_id": channel.variables["PBXGUARD_CALL_ID"], "challenge": "FAIL",
-                                     "pressed": "", "channel": daemon.challenges[-1]["channel"]}
+    assert daemon.challenges[-1] == {"call_id": channel.variables["PBXGUARD_CALL_ID"], "challenge": "FAIL", "pressed": ""}
+    logged = daemon.call_log().call(channel.variables["PBXGUARD_CALL_ID"])
+    assert (logged["challenge"], logged["label"], logged["verdict"]) == ("FAIL", "silence", "silence")
 
 
 def test_proven_fax_is_hung_up(contexts, daemon, calls_audio):

@@ -1,0 +1,90 @@
+"""Caller IDs: normalised to E.164 with `phonenumbers`, matched against allow and deny lists by number or
+prefix, and counted per minute (a burst of calls from one number is a traffic-pumping sign)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+import phonenumbers
+
+ALLOW, DENY = "allow", "deny"
+ANONYMOUS = {"", "unknown", "anonymous", "restricted", "private", "unavailable"}
+
+
+class CallerIDError(ValueError):
+    pass
+
+
+def normalise(number: str, region: str = "US") -> str | None:
+    """E.164 (+15551234567) for a valid number; None for anonymous or invalid caller IDs."""
+    number = (number or "").strip()
+    if number.lower() in ANONYMOUS:
+        return None
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def list_pattern(entry: str, region: str = "US") -> str:
+    """A list entry: a full number (validated, to E.164) or a prefix ending in '*' (+1555*)."""
+    entry = entry.strip()
+    if entry.endswith("*"):
+        digits = entry[:-1]
+        if not (digits.startswith("+") and digits[1:].isdigit() and len(digits) >= 2):
+            raise CallerIDError(f"{entry!r}: a prefix is '+' and digits followed by '*', e.g. +1555*")
+        return digits + "*"
+    e164 = normalise(entry, region)
+    if e164 is None:
+        raise CallerIDError(f"{entry!r} is not a valid phone number (region {region})")
+    return e164
+
+
+def matches(e164: str, pattern: str) -> bool:
+    return e164.startswith(pattern[:-1]) if pattern.endswith("*") else e164 == pattern
+
+
+@dataclass(frozen=True)
+class Caller:
+    raw: str
+    e164: str | None
+    listed: str | None  # ALLOW, DENY or None
+    calls_last_minute: int
+
+    @property
+    def anonymous(self) -> bool:
+        return self.e164 is None
+
+    def masked(self) -> str:
+        """For logs at info level: enough to tell calls apart, not the whole number."""
+        number = self.e164 or self.raw or "anonymous"
+        return number if len(number) < 7 else number[:4] + "*" * (len(number) - 7) + number[-3:]
+
+
+class CallerIndex:
+    """List lookups and per-caller call rates for the daemon."""
+
+    def __init__(self, region: str = "US") -> None:
+        self.region = region
+        self.recent: dict[str, deque] = defaultdict(deque)
+
+    def classify(self, raw: str, lists: list[tuple[str, str, str]], now: float | None = None) -> Caller:
+        now = time.monotonic() if now is None else now
+        e164 = normalise(raw, self.region)
+        listed = None
+        if e164:
+            for kind in (DENY, ALLOW):  # deny wins over allow when a number is on both
+                if any(k == kind and matches(e164, p) for k, p, _ in lists):
+                    listed = kind
+                    break
+        key = e164 or "anonymous"
+        window = self.recent[key]
+        window.append(now)
+        while window and now - window[0] > 60.0:
+            window.popleft()
+        return Caller(raw, e164, listed, len(window))

@@ -1,0 +1,164 @@
+"""The call log: every screened call, its challenge outcome and its label; and the caller-ID lists.
+
+SQLite in WAL mode by default (a `kill -9` loses nothing already committed, and every call is committed
+before its verdict is sent); PostgreSQL (psycopg 3) when `database.url` is set, so several daemons behind
+several PBXs share one log. The schema is versioned: migrations run in order and are recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+CALL_COLUMNS = ("call_id", "started", "status", "channel", "uniqueid", "caller", "called", "mode", "verdict",
+                "confidence", "scores", "action", "reason", "decided_ms", "model", "audio_ms", "speech_ms", "capture",
+                "challenge", "pressed", "label", "error")
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: calls and lists
+    """
+    CREATE TABLE calls (
+        call_id TEXT PRIMARY KEY, started DOUBLE PRECISION NOT NULL, status TEXT NOT NULL, channel TEXT,
+        uniqueid TEXT, caller TEXT, called TEXT, mode TEXT, verdict TEXT, confidence DOUBLE PRECISION,
+        scores TEXT, action TEXT, reason TEXT, decided_ms DOUBLE PRECISION, model TEXT,
+        audio_ms DOUBLE PRECISION, speech_ms DOUBLE PRECISION, capture TEXT, challenge TEXT, pressed TEXT, label TEXT, error TEXT
+    );
+    CREATE INDEX calls_started ON calls (started);
+    CREATE INDEX calls_caller ON calls (caller, started);
+    CREATE TABLE lists (
+        kind TEXT NOT NULL, pattern TEXT NOT NULL, note TEXT, added DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (kind, pattern)
+    );
+    """,
+)
+
+
+class CallLog:
+    """Dialect-neutral SQL over a DB-API connection; subclasses connect and say how to write parameters."""
+
+    placeholder = "?"
+
+    def __init__(self, connection) -> None:
+        self.db = connection
+        self.migrate()
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self.placeholder)
+
+    def _execute(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        cursor = self.db.cursor()
+        cursor.execute(self._sql(sql), tuple(params))
+        rows = cursor.fetchall() if cursor.description else []
+        self.db.commit()
+        return rows
+
+    def migrate(self) -> int:
+        """Apply the migrations not yet applied; returns the schema version."""
+        self._execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION)")
+        done = {row[0] for row in self._execute("SELECT version FROM schema_version")}
+        for version, script in enumerate(MIGRATIONS, 1):
+            if version in done:
+                continue
+            cursor = self.db.cursor()
+            for statement in filter(str.strip, script.split(";")):
+                cursor.execute(statement)
+            cursor.execute(self._sql("INSERT INTO schema_version (version, applied) VALUES (?, ?)"), (version, time.time()))
+            self.db.commit()
+        return len(MIGRATIONS)
+
+    def record_call(self, record: dict) -> None:
+        """Insert or replace one call (committed when this returns)."""
+        row = {k: record.get(k) for k in CALL_COLUMNS}
+        row["started"] = row["started"] or time.time()
+        if isinstance(row["scores"], dict):
+            row["scores"] = json.dumps(row["scores"], sort_keys=True)
+        columns = ", ".join(CALL_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in CALL_COLUMNS if c not in ("call_id", "challenge", "pressed", "label"))
+        self._execute(f"INSERT INTO calls ({columns}) VALUES ({', '.join('?' * len(CALL_COLUMNS))}) "
+                      f"ON CONFLICT (call_id) DO UPDATE SET {updates}", [row[c] for c in CALL_COLUMNS])
+
+    def record_challenge(self, call_id: str, outcome: str, pressed: str) -> bool:
+        """The Turing test's outcome, which also labels an unlabelled call for retraining: a pass means a
+        person was there (human); a fail with no speech in the window is dead air (silence), as in the
+        Marchex paper; a fail after speech is a machine."""
+        found = self._execute("SELECT speech_ms FROM calls WHERE call_id = ?", [call_id])
+        if not found:
+            return False
+        label = "human" if outcome == "PASS" else "silence" if not found[0][0] else "machine"
+        self._execute("UPDATE calls SET challenge = ?, pressed = ?, label = COALESCE(label, ?) WHERE call_id = ?",
+                      [outcome, pressed, label, call_id])
+        return True
+
+    def label(self, call_id: str, label: str) -> bool:
+        found = self._execute("SELECT 1 FROM calls WHERE call_id = ?", [call_id])
+        if found:
+            self._execute("UPDATE calls SET label = ? WHERE call_id = ?", [label, call_id])
+        return bool(found)
+
+    def calls(self, since: float | None = None, verdict: str | None = None, caller: str | None = None,
+              limit: int = 100) -> list[dict]:
+        where, params = [], []
+        for column, value, op in (("started", since, ">="), ("verdict", verdict, "="), ("caller", caller, "=")):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(value)
+        sql = f"SELECT {', '.join(CALL_COLUMNS)} FROM calls"
+        sql += (" WHERE " + " AND ".join(where)) if where else ""
+        rows = self._execute(sql + " ORDER BY started DESC LIMIT ?", [*params, limit])
+        return [self._row(r) for r in rows]
+
+    def call(self, call_id: str) -> dict | None:
+        rows = self._execute(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE call_id = ?", [call_id])
+        return self._row(rows[0]) if rows else None
+
+    def calls_from(self, caller: str, since: float) -> int:
+        return int(self._execute("SELECT COUNT(*) FROM calls WHERE caller = ? AND started >= ?", [caller, since])[0][0])
+
+    @staticmethod
+    def _row(row: tuple) -> dict:
+        record = dict(zip(CALL_COLUMNS, row))
+        if record["scores"]:
+            record["scores"] = json.loads(record["scores"])
+        return record
+
+    def add_to_list(self, kind: str, pattern: str, note: str = "") -> None:
+        self._execute("INSERT INTO lists (kind, pattern, note, added) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (kind, pattern) DO UPDATE SET note = excluded.note", [kind, pattern, note, time.time()])
+
+    def remove_from_list(self, kind: str, pattern: str) -> bool:
+        found = self._execute("SELECT 1 FROM lists WHERE kind = ? AND pattern = ?", [kind, pattern])
+        self._execute("DELETE FROM lists WHERE kind = ? AND pattern = ?", [kind, pattern])
+        return bool(found)
+
+    def lists(self) -> list[tuple[str, str, str]]:
+        return [tuple(r) for r in self._execute("SELECT kind, pattern, note FROM lists ORDER BY kind, pattern")]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class SQLiteCallLog(CallLog):
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(path), check_same_thread=False, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable against a killed process
+        super().__init__(db)
+
+
+class PostgresCallLog(CallLog):
+    placeholder = "%s"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        super().__init__(psycopg.connect(url))
+
+
+def open_call_log(path: str | Path, url: str = "") -> CallLog:
+    """PostgreSQL when `url` is set, else SQLite at `path`."""
+    return PostgresCallLog(url) if url else SQLiteCallLog(path)

@@ -1,0 +1,30 @@
+import os
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from pbxguard.audio import read_audio
+from pbxguard.store.captures import Captures
+
+
+def test_save_names_files_by_call_id_only(tmp_path):
+    captures = Captures(tmp_path, max_days=30, max_megabytes=100)
+    call_id = str(uuid.uuid4())
+    path = captures.save(call_id, np.arange(16000, dtype=np.int16))
+    assert path.name == f"{call_id}.wav" and path.parent.parent == tmp_path
+    assert np.array_equal(read_audio(path), np.arange(16000, dtype=np.int16))
+    for hostile in ("../../etc/passwd", "x/../y", "+15551230000"):
+        with pytest.raises(ValueError):
+            captures.save(hostile, np.zeros(10, dtype=np.int16))
+
+
+def test_retention_by_age_and_by_size(tmp_path):
+    captures = Captures(tmp_path, max_days=1, max_megabytes=0.1)  # 100 KB: three 32 KB captures
+    now = time.time()
+    paths = [captures.save(str(uuid.uuid4()), np.zeros(16000, dtype=np.int16)) for _ in range(5)]
+    for age_days, path in zip((3, 0.5, 0.4, 0.3, 0.2), paths):
+        os.utime(path, (now - age_days * 86400, now - age_days * 86400))
+    assert captures.prune(now) == 2  # the 3-day-old one for age, then the oldest for size
+    assert [p.exists() for p in paths] == [False, False, True, True, True]
