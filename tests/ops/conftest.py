@@ -26,6 +26,7 @@ def free_port() -> int:
 
 class RunningDaemon:
     def __init__(self, tmp_path: Path, **overrides) -> None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.dir = tmp_path
         self.config = {
             "fastagi": {"port": free_port()},

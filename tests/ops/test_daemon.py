@@ -137,3 +137,21 @@ def test_port_in_use_is_a_clear_startup_error(tmp_path):
         result = subprocess.run([sys.executable, "-m", "pbxguard", "serve", "--config", str(tmp_path / "pbxguard.yaml")],
                                 capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and f"fastagi: cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_postgresql_call_log_shared_by_two_daemons(tmp_path, postgres_url):
+    import psycopg
+
+    first = RunningDaemon(tmp_path / "a", database={"url": postgres_url})
+    second = RunningDaemon(tmp_path / "b", database={"url": postgres_url})
+    try:
+        ids = [call(first).variables["PBXGUARD_CALL_ID"], call(second).variables["PBXGUARD_CALL_ID"]]
+        assert first.pbxguard("deny", "+12025550143").returncode == 0  # a list entry made through one ...
+        check = call(second, np.zeros(0, dtype=np.int16), script="check", args=(), callerid="+12025550143")
+        assert check.variables["PBXGUARD_LIST"] == "DENY"  # ... applies on the other
+    finally:
+        first.stop()
+        second.stop()
+    with psycopg.connect(postgres_url) as db:
+        rows = db.execute("SELECT call_id, verdict FROM calls WHERE call_id = ANY(%s)", [ids]).fetchall()
+    assert sorted(rows) == sorted((i, "human") for i in ids)
