@@ -26,6 +26,7 @@ SCHEMA: dict[str, Any] = {
                 "command_timeout_s": float},
     "audiosocket": {"enabled": bool, "host": str, "port": int, "advertise": str, "first_frame_timeout_s": float},
     "eagi": {"enabled": bool, "directory": str},
+    "freeswitch": {"enabled": bool, "host": str, "port": int, "recordings": str, "command_timeout_s": float},
     "allow": list,
     "policy": {"low_confidence_action": str, "rules": {label: RULE_SCHEMA for label in CLASSES}},
     "database": {"path": str, "url": str},
@@ -42,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "audiosocket": {"enabled": True, "host": "127.0.0.1", "port": 9092, "advertise": "127.0.0.1:9092",
                     "first_frame_timeout_s": 3.0},
     "eagi": {"enabled": False, "directory": "/run/pbxguard"},
+    "freeswitch": {"enabled": False, "host": "127.0.0.1", "port": 8084, "recordings": "/run/pbxguard/recordings",
+                   "command_timeout_s": 5.0},
     "allow": ["127.0.0.0/8", "::1"],
     "policy": {"low_confidence_action": "CHALLENGE", "rules": {k: dict(v) for k, v in DEFAULT_RULES.items()}},
     "database": {"path": "/var/lib/pbxguard/calls.db", "url": ""},
@@ -124,7 +127,7 @@ def _validate_values(data: dict, source: str) -> None:
 
     if data["callerid"]["region"] not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError(f"{source}: 'callerid.region' {data['callerid']['region']!r} is not a region code (US, GB, DE, ...)")
-    for section in ("fastagi", "audiosocket", "metrics"):
+    for section in ("fastagi", "audiosocket", "metrics", "freeswitch"):
         if not 0 < data[section]["port"] < 65536:
             raise ConfigError(f"{source}: '{section}.port' must be 1-65535")
     if not 200 <= data["engine"]["window_ms"] <= 10000:

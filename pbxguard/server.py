@@ -61,6 +61,7 @@ class Server:
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping = asyncio.Event()
         self.metrics_server = None
+        self.freeswitch = None
         self.tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -76,8 +77,10 @@ class Server:
         if cfg["audiosocket"]["enabled"]:
             self.servers.append(await self._bind("audiosocket", asyncio.get_running_loop().create_server,
                                                  lambda: AudioSocketConnection(self.registry.attach, cfg.allowed, timeout)))
-        if cfg["eagi"]["enabled"]:
+        if cfg["eagi"]["enabled"] or cfg["freeswitch"]["enabled"]:
             await self._start_eagi(cfg["eagi"]["directory"], timeout)
+        if cfg["freeswitch"]["enabled"]:
+            await self._start_freeswitch()
         if cfg["metrics"]["enabled"]:
             try:
                 self.metrics_server = self.metrics.serve(cfg["metrics"]["host"], cfg["metrics"]["port"])
@@ -114,6 +117,28 @@ class Server:
             self.servers.append(await start(path))
             os.chmod(path, 0o660)
             log.info("eagi relay socket %s", path)
+
+    async def _start_freeswitch(self) -> None:
+        """The ESL server in its own process (gevent, monkey-patched there only); it relays each call to
+        this daemon through the relay sockets, so classification stays here."""
+        import multiprocessing
+
+        from pbxguard.adapters import freeswitch
+
+        fs = self.config["freeswitch"]
+        ctx = multiprocessing.get_context("spawn")
+        receive, send = ctx.Pipe(duplex=False)
+        self.freeswitch = ctx.Process(target=freeswitch.serve, name="pbxguard-esl", daemon=True,
+                                      args=(fs["host"], fs["port"], self.config["eagi"]["directory"], fs["recordings"],
+                                            fs["command_timeout_s"], send))
+        self.freeswitch.start()
+        loop = asyncio.get_running_loop()
+        ready = await loop.run_in_executor(None, lambda: receive.recv() if receive.poll(60) else "no answer in 60 s")
+        if not ready.startswith("ok"):
+            self.freeswitch.terminate()
+            raise OSError(0, ready)
+        self.freeswitch_port = int(ready.split()[1])
+        log.info("freeswitch ESL listening on %s:%d", fs["host"], self.freeswitch_port)
 
     async def _prune_captures(self) -> None:
         while True:
@@ -154,6 +179,9 @@ class Server:
             task.cancel()
         for server in self.servers:
             await server.wait_closed()
+        if self.freeswitch is not None:
+            self.freeswitch.terminate()
+            self.freeswitch.join(10)
         if self.metrics_server is not None:
             self.metrics_server[0].shutdown()
         self.recorder.close()

@@ -36,18 +36,26 @@ class Daemon:
         self.challenges: list[dict] = []
         ready = threading.Event()
 
+        self.error: Exception | None = None
+
         async def start():
-            self.server = Server(cfg)
-            self.server.recorder.subscribers.append(
-                lambda r: (self.challenges if "challenge" in r else self.records).append(r))
-            await self.server.start()
-            self.server.asterisk.audiosocket_address = f"127.0.0.1:{self.server.port(1)}"
+            try:
+                self.server = Server(cfg)
+                self.server.recorder.subscribers.append(
+                    lambda r: (self.challenges if "challenge" in r else self.records).append(r))
+                await self.server.start()
+                self.server.asterisk.audiosocket_address = f"127.0.0.1:{self.server.port(1)}"
+            except Exception as exc:  # surfaced in the test's thread below
+                self.error = exc
             ready.set()
 
         self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(start()), self.loop.run_forever()),
                                        daemon=True)
         self.thread.start()
         assert ready.wait(60), "daemon did not start"
+        if self.error is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            raise self.error
         self.agi_port = self.server.port(0)
         self.audio_port = self.server.port(1)
 
