@@ -74,12 +74,12 @@ def load_audio() -> dict[str, np.ndarray]:
     return {"live": live, "dead_air": dead, "fax": channel.apply(fax, channel.draw(rng), rng)}
 
 
-def _generate_load(port: int, audio: dict[str, bytes], channels: int, seconds: float, out) -> None:
-    """Child process: `channels` fake Asterisk channels placing calls back to back for `seconds`."""
+def _generate_load(port: int, audio: dict[str, bytes], channels: int, seconds: float, out, pbx: str = "asterisk") -> None:
+    """Child process: `channels` fake Asterisk (or FreeSWITCH) channels placing calls back to back for `seconds`."""
     import asyncio
     import random
 
-    from pbxguard.testing import FakeAsterisk
+    from pbxguard.testing import FakeAsterisk, freeswitch_call
 
     clips = {k: np.frombuffer(v, dtype="<i2") for k, v in audio.items()}
     results = []
@@ -91,9 +91,14 @@ def _generate_load(port: int, audio: dict[str, bytes], channels: int, seconds: f
         n = k
         while time.monotonic() < deadline:
             kind = LOAD_KINDS[n % len(LOAD_KINDS)]
-            call = await fake.call(clips[kind])
-            results.append((kind, call.agistatus, call.latency_ms, call.variables.get("PBXGUARD_CALL_ID"),
-                            call.variables.get("PBXGUARD_VERDICT"), call.audio_sent_ms))
+            if pbx == "freeswitch":
+                call = await freeswitch_call("127.0.0.1", port, clips[kind])
+                variables = {k.upper(): v for k, v in call.variables.items()}
+            else:
+                call = await fake.call(clips[kind])
+                variables = call.variables
+            results.append((kind, call.agistatus, call.latency_ms, variables.get("PBXGUARD_CALL_ID"),
+                            variables.get("PBXGUARD_VERDICT"), call.audio_sent_ms))
             n += 1
 
     async def main() -> None:
@@ -103,7 +108,7 @@ def _generate_load(port: int, audio: dict[str, bytes], channels: int, seconds: f
     out.send(results)
 
 
-def run_channels(screener: Screener, channels: int, seconds: float) -> dict:
+def run_channels(screener: Screener, channels: int, seconds: float, pbx: str = "asterisk") -> dict:
     """Concurrent channels through a real daemon: latency after the window, CPU, RSS, lost or misrouted audio."""
     import asyncio
     import multiprocessing
@@ -118,6 +123,9 @@ def run_channels(screener: Screener, channels: int, seconds: float) -> dict:
     cfg.data["fastagi"]["port"] = cfg.data["audiosocket"]["port"] = cfg.data["metrics"]["port"] = 0
     rundir = tempfile.mkdtemp(prefix="pbxguard-bench-")
     cfg.data["database"]["path"] = f"{rundir}/calls.db"
+    if pbx == "freeswitch":
+        cfg.data["eagi"]["directory"] = rundir
+        cfg.data["freeswitch"].update(enabled=True, port=0, recordings=f"{rundir}/recordings")
     records: dict[str, dict] = {}
 
     async def main() -> tuple[list, float, float]:
@@ -127,8 +135,9 @@ def run_channels(screener: Screener, channels: int, seconds: float) -> dict:
         server.asterisk.audiosocket_address = f"127.0.0.1:{server.port(1)}"
         ctx = multiprocessing.get_context("spawn")
         receive, send = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_generate_load, args=(server.port(0), {k: v.astype("<i2").tobytes() for k, v in audio.items()},
-                                                         channels, seconds, send))
+        port = server.freeswitch_port if pbx == "freeswitch" else server.port(0)
+        child = ctx.Process(target=_generate_load, args=(port, {k: v.astype("<i2").tobytes() for k, v in audio.items()},
+                                                         channels, seconds, send, pbx))
         cpu0, wall0 = time.process_time(), time.monotonic()
         child.start()
         loop = asyncio.get_running_loop()
@@ -146,6 +155,7 @@ def run_channels(screener: Screener, channels: int, seconds: float) -> dict:
     with open("/proc/self/status") as f:
         hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
     return {
+        "pbx": pbx,
         "channels": channels,
         "calls": len(results),
         "failed_calls": sum(1 for r in results if r[1] != "SUCCESS"),

@@ -67,7 +67,7 @@ def cmd_bench(args) -> int:
     from pbxguard import bench
 
     if args.channels:
-        result = bench.run_channels(_screener(args), args.channels, args.seconds)
+        result = bench.run_channels(_screener(args), args.channels, args.seconds, args.pbx)
     else:
         result = bench.run(_screener(args), per_class=args.per_class, rounds=args.rounds)
     for k, v in result.items():
@@ -276,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--channels", type=int, default=0, help="instead: N concurrent fake Asterisk channels through the daemon")
     p.add_argument("--seconds", type=float, default=20.0, help="with --channels: how long each channel keeps calling")
+    p.add_argument("--pbx", choices=("asterisk", "freeswitch"), default="asterisk", help="with --channels: which path")
     engine_options(p)
     p.set_defaults(func=cmd_bench)
 

@@ -275,7 +275,7 @@ async def eagi_call(audio: np.ndarray, rundir: str, args: tuple[str, ...] = ("in
 
 async def freeswitch_call(host: str, port: int, audio: np.ndarray, caller: str = "+12025550143",
                           variables: dict[str, str] | None = None, hangup_after_ms: float | None = None,
-                          never_record: bool = False) -> FakeCall:
+                          never_record: bool = False, window_ms: float = 2000.0) -> FakeCall:
     """Be FreeSWITCH running `socket host:port async full` for one call (wire format as in the facts file):
     the channel data in reply to `connect` (URL-encoded, `_undef_`, no Content-Length), command/reply and
     api/response replies, `uuid_record` writing the caller's audio to the file in real time, CHANNEL_HANGUP
@@ -310,8 +310,11 @@ async def freeswitch_call(host: str, port: int, audio: np.ndarray, caller: str =
                 f.flush()
                 pos += 320
                 result.audio_sent_ms = pos / 16
+                if result.window_end is None and result.audio_sent_ms >= window_ms:
+                    result.window_end = time.monotonic()
                 await asyncio.sleep(max(0.0, start + pos / 16000 - time.monotonic()))
-        result.window_end = time.monotonic()
+        if result.window_end is None:  # stopped early: the daemon decided before the window ended
+            result.window_end = time.monotonic()
 
     data = {"Event-Name": "CHANNEL_DATA", "Content-Type": "command/reply", "Reply-Text": "+OK", "Socket-Mode": "async",
             "Control": "full", "Channel-Name": "sofia/internal/1000@192.0.2.10", "Unique-ID": channel_uuid,
@@ -343,6 +346,8 @@ async def freeswitch_call(host: str, port: int, audio: np.ndarray, caller: str =
                 body = "-ERR no such channel\n" if state["hung_up"] else "+OK\n"
                 if words[0] == "uuid_setvar" and len(words) >= 4 and not state["hung_up"]:
                     result.variables[words[2]] = " ".join(words[3:])
+                    if words[2] == "pbxguard_action":
+                        result.done = time.monotonic()  # set last: the verdict is complete
                 elif words[0] == "uuid_record" and len(words) >= 4 and words[2] == "start" and not never_record:
                     state["recording"] = asyncio.ensure_future(record(words[3]))
                     body = "+OK Success\n"
@@ -360,7 +365,7 @@ async def freeswitch_call(host: str, port: int, audio: np.ndarray, caller: str =
         if task is not None:
             await task
         writer.close()
-    result.done = time.monotonic()
+    result.done = result.done or time.monotonic()
     result.agistatus = "HANGUP" if state["hung_up"] else "SUCCESS"
     return result
 

@@ -116,7 +116,7 @@ class ScreeningCall:
             pending = b""
             while self.alive():
                 readable, _, _ = select.select([audio], [], [], 0)
-                if readable and not audio.recv(64):
+                if readable and not _recv_or_closed(audio):
                     break  # the daemon has its verdict
                 chunk = f.read(3200)
                 if not chunk:
@@ -157,6 +157,14 @@ class ScreeningCall:
         agi.recv(64)  # closed by the daemon once recorded
         agi.close()
         self.session.send("resume")
+
+
+def _recv_or_closed(sock: socket.socket) -> bytes:
+    """What the daemon sent; b"" once it closed (a close with our audio still unread arrives as a reset)."""
+    try:
+        return sock.recv(64)
+    except OSError:
+        return b""
 
 
 def serve(host: str, port: int, rundir: str, recordings: str, command_timeout: float, status) -> None:
