@@ -77,6 +77,10 @@ class Hangup(Exception):
     pass
 
 
+class UnmodelledApplication(Exception):
+    """The dialplan uses an application this interpreter does not model: the test must fail, not guess."""
+
+
 class Interpreter:
     def __init__(self, contexts, agi: Callable[[str, list[str], Channel], tuple[str, dict[str, str]]]) -> None:
         self.contexts = contexts
@@ -135,7 +139,7 @@ class Interpreter:
         args = [self.substitute(a, channel, frame) for a in split_args(step.args)]
         app = step.app
         if app not in KNOWN_APPS:
-            raise NotImplementedError(f"application {app} is not modelled")
+            raise UnmodelledApplication(app)
         if app == "Set":
             name, _, value = step.args.partition("=")
             value = self.substitute(value, channel, frame)
