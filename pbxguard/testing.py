@@ -10,6 +10,7 @@ later, and AGISTATUS as the dialplan would see it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid as uuidlib
@@ -240,12 +241,11 @@ async def eagi_call(audio: np.ndarray, rundir: str, args: tuple[str, ...] = ("in
                 process.stdin.close()  # the channel is gone: stdin closes
                 break
             size = 640 if first else 320
-            try:
+            if process.returncode is not None:
+                break  # the script has exited: nobody reads fd 3 any more
+            # fd 3 is non-blocking: audio the script does not read in time is dropped, as Asterisk drops it.
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
                 os.write(write_end, payload[pos : pos + size])
-            except BlockingIOError:
-                pass  # fd 3 is non-blocking: audio the script does not read in time is dropped
-            except BrokenPipeError:
-                break
             pos += size
             first = False
             result.audio_sent_ms = pos / 16
