@@ -13,6 +13,7 @@ from multiprocessing import get_context
 
 import numpy as np
 
+from pbxguard.audio.format import SAMPLE_RATE
 from pbxguard.screener import Screener
 
 BENCH_SEED = 20261121
@@ -67,7 +68,7 @@ def load_audio() -> dict[str, np.ndarray]:
 
     rng = np.random.default_rng(BENCH_SEED)
     cng = next(c for c in CADENCES if c.name == "fax_cng")
-    fax, _ = signals.cadence_tone(cng, int(corpus.CLIP_SECONDS * 8000), rng, -20.0, offset_ms=3400.0)
+    fax, _ = signals.cadence_tone(cng, int(corpus.CLIP_SECONDS * SAMPLE_RATE), rng, -20.0, offset_ms=3400.0)
     pools = corpus.load_pools(BENCH_SEED, tts_per_voice=1)
     live = next(a for i in range(200) for a, row in [corpus.compose("human", i, BENCH_SEED, pools)] if row["split"] == "test")
     dead = corpus.compose("silence", 0, BENCH_SEED, pools)[0]
@@ -79,7 +80,8 @@ def _generate_load(port: int, audio: dict[str, bytes], channels: int, seconds: f
     import asyncio
     import random
 
-    from pbxguard.testing import FakeAsterisk, freeswitch_call
+    from pbxguard.testing.asterisk import FakeAsterisk
+    from pbxguard.testing.freeswitch import freeswitch_call
 
     clips = {k: np.frombuffer(v, dtype="<i2") for k, v in audio.items()}
     results = []
@@ -115,24 +117,26 @@ def run_channels(screener: Screener, channels: int, seconds: float, pbx: str = "
 
     from pbxguard import config
     from pbxguard.server import Server
+    from pbxguard.store.record import CallRecord, ChallengeOutcome
 
     with get_context("fork").Pool(1) as pool:  # the corpus sources stay out of the daemon's RSS
         audio = pool.apply(load_audio)
     expected = {k: screener.screen(v).label.upper() for k, v in audio.items()}
-    cfg = config.load(None)
-    cfg.data["fastagi"]["port"] = cfg.data["audiosocket"]["port"] = cfg.data["metrics"]["port"] = 0
     rundir = tempfile.mkdtemp(prefix="pbxguard-bench-")
-    cfg.data["database"]["path"] = f"{rundir}/calls.db"
+    cfg = config.load(None).with_(fastagi={"port": 0}, audiosocket={"port": 0}, metrics={"port": 0},
+                                  database={"path": f"{rundir}/calls.db"})
     if pbx == "freeswitch":
-        cfg.data["eagi"]["directory"] = rundir
-        cfg.data["freeswitch"].update(enabled=True, port=0, recordings=f"{rundir}/recordings")
-    records: dict[str, dict] = {}
+        cfg = cfg.with_(eagi={"directory": rundir}, freeswitch={"enabled": True, "port": 0, "recordings": f"{rundir}/recordings"})
+    audio_ms: dict[str, float] = {}  # per call id: the audio the daemon received
+
+    def keep(record: CallRecord | ChallengeOutcome) -> None:
+        if isinstance(record, CallRecord):
+            audio_ms[record.call_id] = record.audio_ms or 0.0
 
     async def main() -> tuple[list, float, float]:
         server = Server(cfg, screener)
-        server.recorder.subscribers.append(lambda r: records.__setitem__(r["call_id"], r))
+        server.recorder.subscribers.append(keep)
         await server.start()
-        server.asterisk.audiosocket_address = f"127.0.0.1:{server.port(1)}"
         ctx = multiprocessing.get_context("spawn")
         receive, send = ctx.Pipe(duplex=False)
         port = server.freeswitch_port if pbx == "freeswitch" else server.port(0)
@@ -151,7 +155,7 @@ def run_channels(screener: Screener, channels: int, seconds: float, pbx: str = "
     latencies = np.array([r[2] for r in results if r[2] is not None and r[1] == "SUCCESS"])
     misrouted = sum(1 for kind, _, _, _, verdict, _ in results if verdict != expected[kind])
     short = sum(1 for kind, _, _, call_id, _, _ in results
-                if kind != "fax" and records.get(call_id, {}).get("audio_ms", 0) < screener.window_ms)
+                if kind != "fax" and audio_ms.get(call_id, 0.0) < screener.window_ms)
     with open("/proc/self/status") as f:
         hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
     return {

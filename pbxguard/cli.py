@@ -13,7 +13,7 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from pbxguard.screener.models import DEFAULT_MODELS_DIR  # noqa: E402  (after the thread limits)
+from pbxguard.screener.persist import DEFAULT_MODELS_DIR  # noqa: E402  (after the thread limits)
 
 
 def _screener(args):
@@ -37,7 +37,7 @@ def _key_evidence(verdict) -> str:
 
 
 def cmd_classify(args) -> int:
-    from pbxguard.audio import AudioError, read_audio
+    from pbxguard.audio.files import AudioError, read_audio
 
     try:
         screener = _screener(args)
@@ -132,9 +132,9 @@ def cmd_serve(args) -> int:
         print(f"pbxguard: {exc}", file=sys.stderr)
         return 2
     handler = logging.StreamHandler()
-    handler.setFormatter(JSONFormatter() if cfg["log"]["json"] else
+    handler.setFormatter(JSONFormatter() if cfg.log.json else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=cfg["log"]["level"].upper(), handlers=[handler])
+    logging.basicConfig(level=cfg.log.level.upper(), handlers=[handler])
     from pbxguard.screener import ModelError
 
     try:
@@ -159,7 +159,7 @@ def _call_log(args):
     from pbxguard.store.calllog import open_call_log
 
     cfg = _config(args)
-    return open_call_log(cfg["database"]["path"], cfg["database"]["url"]), cfg
+    return open_call_log(cfg.database.path, cfg.database.url), cfg
 
 
 def cmd_check_config(args) -> int:
@@ -190,7 +190,7 @@ def cmd_calls(args) -> int:
     import shutil
     import time
 
-    from pbxguard.verdict import CLASSES
+    from pbxguard.screener.verdict import CLASSES
 
     log_, cfg = _call_log(args)
     action = args.calls_command or "list"
@@ -198,15 +198,15 @@ def cmd_calls(args) -> int:
         rows = log_.calls(since=_since(args.since), verdict=args.verdict, limit=args.limit)
         print(f"{'time':<20} {'call id':<37} {'status':<10} {'verdict':<16} {'action':<10} {'challenge':<9} label")
         for r in rows:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))
-            print(f"{stamp:<20} {r['call_id']:<37} {r['status']:<10} {r['verdict'] or '-':<16} {r['action'] or '-':<10} "
-                  f"{r['challenge'] or '-':<9} {r['label'] or '-'}")
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started))
+            print(f"{stamp:<20} {r.call_id:<37} {r.status:<10} {r.verdict or '-':<16} {r.action or '-':<10} "
+                  f"{r.challenge or '-':<9} {r.label or '-'}")
     elif action == "show":
         record = log_.call(args.id)
         if record is None:
             print(f"pbxguard: no call {args.id}", file=sys.stderr)
             return 2
-        print(json.dumps(record, indent=2))
+        print(json.dumps(record.as_dict(), indent=2))
     elif action == "label":
         if args.label not in CLASSES:
             print(f"pbxguard: {args.label!r} is not a verdict class ({', '.join(CLASSES)})", file=sys.stderr)
@@ -218,24 +218,24 @@ def cmd_calls(args) -> int:
     elif action == "export":
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        rows = [r for r in log_.calls(limit=10**9) if r["label"] and r["capture"] and Path(r["capture"]).exists()]
+        rows = [r for r in log_.calls(limit=10**9) if r.label and r.capture and Path(r.capture).exists()]
         with open(out / "labels.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["file", "class", "subclass"])
             for r in rows:
-                shutil.copy(r["capture"], out / f"{r['call_id']}.wav")
-                writer.writerow([f"{r['call_id']}.wav", r["label"], r["challenge"] or "manual"])
+                shutil.copy(r.capture, out / f"{r.call_id}.wav")
+                writer.writerow([f"{r.call_id}.wav", r.label, r.challenge or "manual"])
         print(f"exported {len(rows)} labelled calls to {out} (train on them: pbxguard train --corpus ... --site {out})")
     log_.close()
     return 0
 
 
 def cmd_list_edit(args) -> int:
-    from pbxguard.callerid import CallerIDError, list_pattern
+    from pbxguard.policy.callerid import CallerIDError, list_pattern
 
     log_, cfg = _call_log(args)
     try:
-        pattern = list_pattern(args.number, cfg["callerid"]["region"])
+        pattern = list_pattern(args.number, cfg.callerid.region)
     except CallerIDError as exc:
         print(f"pbxguard: {exc}", file=sys.stderr)
         return 2

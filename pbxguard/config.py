@@ -1,71 +1,124 @@
-"""Daemon configuration: a YAML file, validated against a schema with defaults.
+"""Daemon configuration: a YAML file over typed, immutable defaults.
 
-Unknown keys and wrong types are errors naming the key and the line, never silently ignored: a typo in a
-security setting must not fall back to a default without anyone noticing.
+The dataclasses below are the one table of settings: each field's type and default is the schema, and
+`conf/pbxguard.yaml` shows every one of them (a test checks it). Unknown keys and wrong types are errors
+naming the file, line and key, never silently ignored: a typo in a security setting must not fall back to
+a default without anyone noticing. A `Config` never changes; `with_()` makes a changed copy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-from dataclasses import dataclass
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pbxguard.policy import ACTIONS, DEFAULT_RULES
-from pbxguard.screener.models import DEFAULT_MODELS_DIR
-from pbxguard.verdict import CLASSES
-
-RULE_SCHEMA = {"action": str, "min_confidence": float, "require_proof": bool}
-
-# key -> type for leaves, nested dicts for sections; defaults live in DEFAULTS.
-SCHEMA: dict[str, Any] = {
-    "engine": {"models": str, "window_ms": int},
-    "fastagi": {"enabled": bool, "host": str, "port": int, "header_timeout_s": float, "header_limit_bytes": int,
-                "command_timeout_s": float},
-    "audiosocket": {"enabled": bool, "host": str, "port": int, "advertise": str, "first_frame_timeout_s": float},
-    "eagi": {"enabled": bool, "directory": str},
-    "freeswitch": {"enabled": bool, "host": str, "port": int, "recordings": str, "command_timeout_s": float},
-    "allow": list,
-    "policy": {"low_confidence_action": str, "rules": {label: RULE_SCHEMA for label in CLASSES}},
-    "database": {"path": str, "url": str},
-    "captures": {"enabled": bool, "directory": str, "max_days": float, "max_megabytes": float},
-    "metrics": {"enabled": bool, "host": str, "port": int},
-    "callerid": {"region": str, "anonymous_action": str, "max_calls_per_minute": int, "rate_action": str},
-    "log": {"level": str, "json": bool, "full_numbers": bool},
-}
-
-DEFAULTS: dict[str, Any] = {
-    "engine": {"models": str(DEFAULT_MODELS_DIR), "window_ms": 2000},
-    "fastagi": {"enabled": True, "host": "127.0.0.1", "port": 4573, "header_timeout_s": 5.0,
-                "header_limit_bytes": 65536, "command_timeout_s": 5.0},
-    "audiosocket": {"enabled": True, "host": "127.0.0.1", "port": 9092, "advertise": "127.0.0.1:9092",
-                    "first_frame_timeout_s": 3.0},
-    "eagi": {"enabled": False, "directory": "/run/pbxguard"},
-    "freeswitch": {"enabled": False, "host": "127.0.0.1", "port": 8084, "recordings": "/run/pbxguard/recordings",
-                   "command_timeout_s": 5.0},
-    "allow": ["127.0.0.0/8", "::1"],
-    "policy": {"low_confidence_action": "CHALLENGE", "rules": {k: dict(v) for k, v in DEFAULT_RULES.items()}},
-    "database": {"path": "/var/lib/pbxguard/calls.db", "url": ""},
-    "captures": {"enabled": False, "directory": "/var/lib/pbxguard/captures", "max_days": 30.0, "max_megabytes": 2048.0},
-    "metrics": {"enabled": True, "host": "127.0.0.1", "port": 9464},
-    "callerid": {"region": "US", "anonymous_action": "", "max_calls_per_minute": 0, "rate_action": "CHALLENGE"},
-    "log": {"level": "info", "json": False, "full_numbers": False},
-}
+from pbxguard.policy.rules import ACTIONS, DEFAULT_RULES, Rule
+from pbxguard.screener.persist import DEFAULT_MODELS_DIR
 
 
-class ConfigError(ValueError):
-    """A configuration problem; str() names the file, line and key."""
+@dataclass(frozen=True)
+class Engine:
+    models: str = str(DEFAULT_MODELS_DIR)
+    window_ms: int = 2000
+
+
+@dataclass(frozen=True)
+class FastAGI:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 4573
+    header_timeout_s: float = 5.0
+    header_limit_bytes: int = 65536
+    command_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class AudioSocket:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9092
+    advertise: str = "127.0.0.1:9092"
+    first_frame_timeout_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class EAGI:
+    enabled: bool = False
+    directory: str = "/run/pbxguard"
+
+
+@dataclass(frozen=True)
+class FreeSWITCH:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8084
+    recordings: str = "/run/pbxguard/recordings"
+    command_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    low_confidence_action: str = "CHALLENGE"
+    rules: Mapping[str, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
+
+
+@dataclass(frozen=True)
+class Database:
+    path: str = "/var/lib/pbxguard/calls.db"
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Captures:
+    enabled: bool = False
+    directory: str = "/var/lib/pbxguard/captures"
+    max_days: float = 30.0
+    max_megabytes: float = 2048.0
+
+
+@dataclass(frozen=True)
+class Metrics:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
+class CallerID:
+    region: str = "US"
+    anonymous_action: str = ""
+    max_calls_per_minute: int = 0
+    rate_action: str = "CHALLENGE"
+
+
+@dataclass(frozen=True)
+class Log:
+    level: str = "info"
+    json: bool = False
+    full_numbers: bool = False
 
 
 @dataclass(frozen=True)
 class Config:
-    data: dict[str, Any]
-    path: str | None = None
-
-    def __getitem__(self, section: str) -> Any:
-        return self.data[section]
+    engine: Engine = Engine()
+    fastagi: FastAGI = FastAGI()
+    audiosocket: AudioSocket = AudioSocket()
+    eagi: EAGI = EAGI()
+    freeswitch: FreeSWITCH = FreeSWITCH()
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    policy: PolicySettings = PolicySettings()
+    database: Database = Database()
+    captures: Captures = Captures()
+    metrics: Metrics = Metrics()
+    callerid: CallerID = CallerID()
+    log: Log = Log()
+    path: str | None = field(default=None, compare=False)  # the file it came from
 
     def allowed(self, address: str) -> bool:
         """Whether a peer address may talk to the daemon's listeners."""
@@ -73,71 +126,105 @@ class Config:
             ip = ipaddress.ip_address(address.split("%")[0])
         except ValueError:
             return False
-        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.data["allow"])
+        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.allow)
+
+    def with_(self, **sections: Any) -> Config:
+        """A copy with some settings changed: `with_(fastagi={"port": 0}, allow=("10.0.0.0/8",))`."""
+        changes = {name: dataclasses.replace(getattr(self, name), **values) if isinstance(values, dict) else values
+                   for name, values in sections.items()}
+        return dataclasses.replace(self, **changes)
+
+    def changed_sections(self, other: Config) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if f.compare and getattr(self, f.name) != getattr(other, f.name)]
 
 
-def _merge(defaults: dict, override: dict) -> dict:
-    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in defaults.items()}
-    for key, value in override.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-    return merged
+SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.name != "path"}
 
 
-def _check(node: yaml.Node, schema: Any, where: str, source: str) -> Any:
-    """Python value of `node`, checked against `schema`."""
-    line = f"{source}:{node.start_mark.line + 1}"
-    if isinstance(schema, dict):
-        if not isinstance(node, yaml.MappingNode):
-            raise ConfigError(f"{line}: {where or 'top level'} must be a mapping")
-        out = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            path = f"{where}.{key}" if where else key
-            if key not in schema:
-                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: unknown key '{path}'"
-                                  f" (expected one of: {', '.join(sorted(schema))})")
-            out[key] = _check(value_node, schema[key], path, source)
-        return out
+class ConfigError(ValueError):
+    """A configuration problem; str() names the file, line and key."""
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", str(kind))
+
+
+def _leaf(node: yaml.Node, kind: Any, where: str, line: str) -> Any:
     value = yaml.safe_load(yaml.serialize(node))
-    if schema is list:
+    if typing.get_origin(kind) is tuple:
         if not isinstance(value, list):
             raise ConfigError(f"{line}: '{where}' must be a list")
-        return value
-    if schema is float and isinstance(value, int) and not isinstance(value, bool):
+        return tuple(str(v) for v in value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, schema) or (schema is int and isinstance(value, bool)):
-        raise ConfigError(f"{line}: '{where}' must be {schema.__name__}, got {value!r}")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{line}: '{where}' must be {_type_name(kind)}, got {value!r}")
     return value
 
 
-def _validate_values(data: dict, source: str) -> None:
-    for net in data["allow"]:
+def _mapping(node: yaml.Node, where: str, source: str) -> list[tuple[yaml.Node, yaml.Node]]:
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{source}:{node.start_mark.line + 1}: {where or 'top level'} must be a mapping")
+    return node.value
+
+
+def _unknown(key_node: yaml.Node, path: str, expected: typing.Iterable[str], source: str) -> ConfigError:
+    return ConfigError(f"{source}:{key_node.start_mark.line + 1}: unknown key '{path}'"
+                       f" (expected one of: {', '.join(sorted(expected))})")
+
+
+def _settings(node: yaml.Node, cls: type, default: Any, where: str, source: str) -> Any:
+    """`default` (a settings dataclass) with the values in `node` over it."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key_node, value_node in _mapping(node, where, source):
+        key, path = key_node.value, f"{where}.{key_node.value}"
+        if key not in hints:
+            raise _unknown(key_node, path, hints, source)
+        if cls is PolicySettings and key == "rules":
+            values[key] = _rules(value_node, default.rules, path, source)
+        else:
+            values[key] = _leaf(value_node, hints[key], path, f"{source}:{value_node.start_mark.line + 1}")
+    return dataclasses.replace(default, **values)
+
+
+def _rules(node: yaml.Node, defaults: Mapping[str, Rule], where: str, source: str) -> dict[str, Rule]:
+    rules = dict(defaults)
+    for key_node, value_node in _mapping(node, where, source):
+        if key_node.value not in rules:
+            raise _unknown(key_node, f"{where}.{key_node.value}", rules, source)
+        rules[key_node.value] = _settings(value_node, Rule, rules[key_node.value], f"{where}.{key_node.value}", source)
+    return rules
+
+
+def _validate(cfg: Config, source: str) -> None:
+    for net in cfg.allow:
         try:
-            ipaddress.ip_network(str(net), strict=False)
+            ipaddress.ip_network(net, strict=False)
         except ValueError:
             raise ConfigError(f"{source}: 'allow' entry {net!r} is not an IP address or network") from None
-    actions = [data["policy"]["low_confidence_action"]] + [r["action"] for r in data["policy"]["rules"].values()]
-    actions += [a for a in (data["callerid"]["anonymous_action"], data["callerid"]["rate_action"]) if a]
+    actions = [cfg.policy.low_confidence_action, *(r.action for r in cfg.policy.rules.values())]
+    actions += [a for a in (cfg.callerid.anonymous_action, cfg.callerid.rate_action) if a]
     for action in actions:
         if action not in ACTIONS:
             raise ConfigError(f"{source}: policy action {action!r} must be one of {', '.join(ACTIONS)}")
-    if data["log"]["level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+    if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{source}: 'log.level' must be debug, info, warning or error")
     import phonenumbers
 
-    if data["callerid"]["region"] not in phonenumbers.SUPPORTED_REGIONS:
-        raise ConfigError(f"{source}: 'callerid.region' {data['callerid']['region']!r} is not a region code (US, GB, DE, ...)")
+    if cfg.callerid.region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"{source}: 'callerid.region' {cfg.callerid.region!r} is not a region code (US, GB, DE, ...)")
     for section in ("fastagi", "audiosocket", "metrics", "freeswitch"):
-        if not 0 < data[section]["port"] < 65536:
+        if not 0 < getattr(cfg, section).port < 65536:
             raise ConfigError(f"{source}: '{section}.port' must be 1-65535")
-    if not 200 <= data["engine"]["window_ms"] <= 10000:
+    if not 200 <= cfg.engine.window_ms <= 10000:
         raise ConfigError(f"{source}: 'engine.window_ms' must be 200-10000")
 
 
 def load(path: str | Path | None = None) -> Config:
     """The configuration in `path` over the defaults (the defaults alone when `path` is None)."""
     if path is None:
-        return Config(_merge(DEFAULTS, {}))
+        return Config()
     source = str(path)
     try:
         text = Path(path).read_text()
@@ -147,7 +234,17 @@ def load(path: str | Path | None = None) -> Config:
         node = yaml.compose(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from None
-    data = _check(node, SCHEMA, "", source) if node is not None else {}
-    merged = _merge(DEFAULTS, data)
-    _validate_values(merged, source)
-    return Config(merged, source)
+    values: dict[str, Any] = {}
+    for key_node, value_node in _mapping(node, "", source) if node is not None else []:
+        section = SECTIONS.get(key_node.value)
+        if section is None:
+            raise _unknown(key_node, key_node.value, SECTIONS, source)
+        default = getattr(Config(), section.name)
+        if dataclasses.is_dataclass(default):
+            values[section.name] = _settings(value_node, type(default), default, section.name, source)
+        else:
+            values[section.name] = _leaf(value_node, typing.get_type_hints(Config)[section.name], section.name,
+                                         f"{source}:{value_node.start_mark.line + 1}")
+    cfg = dataclasses.replace(Config(), path=source, **values)
+    _validate(cfg, source)
+    return cfg

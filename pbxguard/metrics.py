@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
+from pbxguard.store.record import CallRecord
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -23,11 +25,9 @@ class Metrics:
         """Start the HTTP endpoint in a background thread; returns (server, thread)."""
         return start_http_server(port, addr=host, registry=self.registry)
 
-    def call(self, record: dict) -> None:
-        self.calls.labels(record.get("verdict") or "none", record.get("action") or "none", record["status"]).inc()
-        if record.get("decided_ms") is not None:
-            self.decided.observe(record["decided_ms"] / 1000.0)
-        if record.get("latency_ms") is not None:
-            self.latency.observe(record["latency_ms"] / 1000.0)
-        if record.get("error"):
+    def call(self, record: CallRecord) -> None:
+        self.calls.labels(record.verdict or "none", record.action or "none", record.status).inc()
+        if record.decided_ms is not None:
+            self.decided.observe(record.decided_ms / 1000.0)
+        if record.error:
             self.errors.labels("agi").inc()

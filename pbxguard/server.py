@@ -1,7 +1,7 @@
 """The daemon: loads the engine once, starts the listeners the configuration enables, stops cleanly.
 
-It knows which protocol runs on which socket and nothing of what they say: FastAGI routes come from the
-adapter, AudioSocket connections are handed to the call registry. Lifecycle: READY=1 to systemd once
+It knows which protocol runs on which socket and nothing of what they say: the screening service gives the
+FastAGI routes, AudioSocket connections are handed to the call registry. Lifecycle: READY=1 to systemd once
 listeners are bound and models loaded, watchdog pings from the event loop, SIGTERM drains calls in
 progress within a bound, SIGHUP reloads configuration and models without dropping a call.
 """
@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import signal
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from typing import Any, cast
 
 from pbxguard import config as config_module
 from pbxguard import systemd
-from pbxguard.adapters.asterisk import AsteriskAdapter, CallerRules
-from pbxguard.callerid import CallerIndex
-from pbxguard.calls import CallRegistry
 from pbxguard.config import Config
 from pbxguard.metrics import Metrics
-from pbxguard.policy import Policy
-from pbxguard.protocols import eagi
 from pbxguard.protocols.audiosocket import AudioSocketConnection
 from pbxguard.protocols.fastagi import FastAGIApplication
-from pbxguard.recorder import Recorder
+from pbxguard.relays.contract import socket_paths
 from pbxguard.screener import Screener
+from pbxguard.service.calls import CallRegistry
+from pbxguard.service.recorder import Recorder
+from pbxguard.service.screening import ScreeningService
 from pbxguard.store.calllog import open_call_log
 from pbxguard.store.captures import Captures
 
@@ -33,65 +35,70 @@ log = logging.getLogger("pbxguard.server")
 
 DRAIN_TIMEOUT_S = 10.0  # SIGTERM: how long calls in progress may take to finish
 PRUNE_EVERY_S = 600.0
+# What a reload applies; the other sections (listeners, database, captures, metrics) need a restart.
+RELOADABLE = ("engine", "policy", "callerid", "log", "allow")
 
 
-def build_policy(config: Config) -> Policy:
-    return Policy(config["policy"]["rules"], config["policy"]["low_confidence_action"])
-
-
-def build_caller_rules(config: Config) -> CallerRules:
-    c = config["callerid"]
-    return CallerRules(c["anonymous_action"], c["max_calls_per_minute"], c["rate_action"])
+def local_peer(peer: str) -> bool:
+    """The relay sockets' filter: a Unix socket's file permissions are its access control."""
+    return True
 
 
 class Server:
     def __init__(self, config: Config, screener: Screener | None = None) -> None:
         self.config = config
-        self.screener = screener or Screener(config["engine"]["models"], window_ms=config["engine"]["window_ms"])
+        self.screener = screener or Screener(config.engine.models, window_ms=config.engine.window_ms)
         self.registry = CallRegistry(self.screener)
         self.metrics = Metrics()
         self.metrics.model.info({"version": self.screener.version})
         self.metrics.active.set_function(lambda: self.registry.active)
-        captures = config["captures"]
-        self.captures = Captures(captures["directory"], captures["max_days"], captures["max_megabytes"]) if captures["enabled"] else None
-        self.recorder = Recorder(open_call_log(config["database"]["path"], config["database"]["url"]), self.captures,
-                                 self.metrics, config["log"]["json"], config["log"]["full_numbers"])
-        self.asterisk = AsteriskAdapter(self.registry, build_policy(config), config["audiosocket"]["advertise"],
-                                        self.recorder, CallerIndex(config["callerid"]["region"]), build_caller_rules(config))
-        self.servers: list[asyncio.AbstractServer] = []
+        c = config.captures
+        self.captures = Captures(c.directory, c.max_days, c.max_megabytes) if c.enabled else None
+        self.recorder = Recorder(open_call_log(config.database.path, config.database.url), self.captures,
+                                 self.metrics, config.log.json, config.log.full_numbers)
+        self.service = ScreeningService(self.registry, self.recorder, config)
+        self.servers: list[asyncio.Server] = []
         self.stopping = asyncio.Event()
-        self.metrics_server = None
-        self.freeswitch = None
-        self.tasks: list[asyncio.Task] = []
+        self.metrics_server: Any = None
+        self.freeswitch: BaseProcess | None = None
+        self.freeswitch_port = 0
+        self.tasks: list[asyncio.Future] = []
+
+    def allowed(self, address: str) -> bool:
+        return self.config.allowed(address)  # the running config's list: a reload applies a changed one
 
     async def start(self) -> None:
         """Bind every enabled listener; raises OSError with the address when one cannot be bound."""
         cfg = self.config
-        if cfg["fastagi"]["enabled"]:
-            app = FastAGIApplication(cfg["fastagi"]["header_timeout_s"], cfg["fastagi"]["command_timeout_s"], cfg.allowed)
-            for path, route in self.asterisk.routes().items():
-                app.add_route(path, route)
-            self.servers.append(await self._bind("fastagi", asyncio.start_server, app.handler,
-                                                 limit=cfg["fastagi"]["header_limit_bytes"]))
-        timeout = cfg["audiosocket"]["first_frame_timeout_s"]
-        if cfg["audiosocket"]["enabled"]:
-            self.servers.append(await self._bind("audiosocket", asyncio.get_running_loop().create_server,
-                                                 lambda: AudioSocketConnection(self.registry.attach, cfg.allowed, timeout)))
-        if cfg["eagi"]["enabled"] or cfg["freeswitch"]["enabled"]:
-            await self._start_eagi(cfg["eagi"]["directory"], timeout)
-        if cfg["freeswitch"]["enabled"]:
+        app = FastAGIApplication(cfg.fastagi.header_timeout_s, cfg.fastagi.command_timeout_s)
+        for path, route in self.service.routes().items():
+            app.add_route(path, route)
+        if cfg.fastagi.enabled:
+            self.servers.append(await self._bind("fastagi", cfg.fastagi.host, cfg.fastagi.port, asyncio.start_server,
+                                                 app.handler(self.allowed), limit=cfg.fastagi.header_limit_bytes))
+        timeout = cfg.audiosocket.first_frame_timeout_s
+        if cfg.audiosocket.enabled:
+            audio = await self._bind("audiosocket", cfg.audiosocket.host, cfg.audiosocket.port,
+                                     asyncio.get_running_loop().create_server,
+                                     lambda: AudioSocketConnection(self.registry.attach, self.allowed, timeout))
+            self.servers.append(audio)
+            if cfg.audiosocket.port == 0:  # a port the system chose (tests, benchmarks): advertise that one
+                self.service.audiosocket_address = f"{cfg.audiosocket.host}:{audio.sockets[0].getsockname()[1]}"
+        if cfg.eagi.enabled or cfg.freeswitch.enabled:
+            await self._start_relay_sockets(app, cfg.eagi.directory, timeout)
+        if cfg.freeswitch.enabled:
             await self._start_freeswitch()
-        if cfg["metrics"]["enabled"]:
+        if cfg.metrics.enabled:
             try:
-                self.metrics_server = self.metrics.serve(cfg["metrics"]["host"], cfg["metrics"]["port"])
+                self.metrics_server = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
             except OSError as exc:
-                raise OSError(exc.errno, f"metrics: cannot listen on {cfg['metrics']['host']}:{cfg['metrics']['port']}: "
+                raise OSError(exc.errno, f"metrics: cannot listen on {cfg.metrics.host}:{cfg.metrics.port}: "
                                          f"{exc.strerror}") from None
         if self.captures is not None:
-            self.tasks.append(asyncio.ensure_future(self._prune_captures()))
+            self.tasks.append(asyncio.ensure_future(self._prune_captures(self.captures)))
 
-    async def _bind(self, name: str, create, factory, **kwargs) -> asyncio.AbstractServer:
-        host, port = self.config[name]["host"], self.config[name]["port"]
+    async def _bind(self, name: str, host: str, port: int, create: Callable[..., Any], factory: Callable[..., Any],
+                    **kwargs: Any) -> asyncio.Server:
         try:
             server = await create(factory, host, port, **kwargs)
         except OSError as exc:
@@ -99,50 +106,47 @@ class Server:
         log.info("%s listening on %s:%d", name, host, server.sockets[0].getsockname()[1])
         return server
 
-    async def _start_eagi(self, directory: str, timeout: float) -> None:
-        """Unix sockets for the pbxguard-eagi relay: the same FastAGI and AudioSocket handlers, local peers
-        only (the socket files' permissions are the access control)."""
+    async def _start_relay_sockets(self, app: FastAGIApplication, directory: str, timeout: float) -> None:
+        """Unix sockets for the EAGI and FreeSWITCH relays: the same FastAGI and AudioSocket handlers."""
         os.makedirs(directory, exist_ok=True)
-        app = FastAGIApplication(self.config["fastagi"]["header_timeout_s"], self.config["fastagi"]["command_timeout_s"])
-        for path, route in self.asterisk.routes().items():
-            app.add_route(path, route)
+        agi_path, audio_path = socket_paths(directory)
         loop = asyncio.get_running_loop()
-        for name, start in ((eagi.AGI_SOCKET, lambda p: asyncio.start_unix_server(app.handler, p)),
-                            (eagi.AUDIO_SOCKET, lambda p: loop.create_unix_server(
-                                lambda: AudioSocketConnection(lambda cid: self.registry.attach(cid, early=True),
-                                                              lambda peer: True, timeout), p))):
-            path = os.path.join(directory, name)
+
+        def audio_connection() -> asyncio.BaseProtocol:
+            connection = AudioSocketConnection(lambda call_id: self.registry.attach(call_id, early=True), local_peer, timeout)
+            return cast(asyncio.BaseProtocol, connection)  # an asyncio protocol by its methods
+
+        for path, start in ((agi_path, lambda p: asyncio.start_unix_server(app.handler(local_peer), p)),
+                            (audio_path, lambda p: loop.create_unix_server(audio_connection, p))):
             if os.path.exists(path):
                 os.unlink(path)  # a stale socket from a previous run
             self.servers.append(await start(path))
             os.chmod(path, 0o660)
-            log.info("eagi relay socket %s", path)
+            log.info("relay socket %s", path)
 
     async def _start_freeswitch(self) -> None:
         """The ESL server in its own process (gevent, monkey-patched there only); it relays each call to
         this daemon through the relay sockets, so classification stays here."""
-        import multiprocessing
+        from pbxguard.relays import freeswitch
 
-        from pbxguard.adapters import freeswitch
-
-        fs = self.config["freeswitch"]
+        fs = self.config.freeswitch
         ctx = multiprocessing.get_context("spawn")
         receive, send = ctx.Pipe(duplex=False)
-        self.freeswitch = ctx.Process(target=freeswitch.serve, name="pbxguard-esl", daemon=True,
-                                      args=(fs["host"], fs["port"], self.config["eagi"]["directory"], fs["recordings"],
-                                            fs["command_timeout_s"], send))
-        self.freeswitch.start()
+        self.freeswitch = process = ctx.Process(
+            target=freeswitch.serve, name="pbxguard-esl", daemon=True,
+            args=(fs.host, fs.port, self.config.eagi.directory, fs.recordings, fs.command_timeout_s, send))
+        process.start()
         loop = asyncio.get_running_loop()
         ready = await loop.run_in_executor(None, lambda: receive.recv() if receive.poll(60) else "no answer in 60 s")
         if not ready.startswith("ok"):
-            self.freeswitch.terminate()
+            process.terminate()
             raise OSError(0, ready)
         self.freeswitch_port = int(ready.split()[1])
-        log.info("freeswitch ESL listening on %s:%d", fs["host"], self.freeswitch_port)
+        log.info("freeswitch ESL listening on %s:%d", fs.host, self.freeswitch_port)
 
-    async def _prune_captures(self) -> None:
+    async def _prune_captures(self, captures: Captures) -> None:
         while True:
-            await asyncio.get_running_loop().run_in_executor(self.recorder.executor, self.captures.prune)
+            await asyncio.get_running_loop().run_in_executor(self.recorder.executor, captures.prune)
             await asyncio.sleep(PRUNE_EVERY_S)
 
     def port(self, index: int) -> int:
@@ -150,21 +154,27 @@ class Server:
         return self.servers[index].sockets[0].getsockname()[1]
 
     def reload(self) -> None:
-        """SIGHUP: configuration (policy, caller-ID rules, log level) and models; calls in progress keep the
-        screener they started with. The lists live in the call log and are read at every call."""
+        """SIGHUP: the RELOADABLE sections (models, policy, caller-ID rules, log level, allow list); calls in
+        progress keep the screener they started with. The caller-ID lists live in the call log and are read
+        at every call. A changed setting that needs a restart is named in the log and left as it runs."""
         systemd.notify("RELOADING=1")
         try:
             cfg = config_module.load(self.config.path) if self.config.path else self.config
-            screener = Screener(cfg["engine"]["models"], window_ms=cfg["engine"]["window_ms"])
+            screener = Screener(cfg.engine.models, window_ms=cfg.engine.window_ms)
         except Exception as exc:  # a bad new config or model must not take down a working daemon
             log.error("reload failed, keeping the running configuration and models: %s", exc)
         else:
+            changed = self.config.changed_sections(cfg)
+            needs_restart = [name for name in changed if name not in RELOADABLE]
+            if needs_restart:
+                log.warning("reload: changed %s take effect only after a restart; running with the old values",
+                            ", ".join(needs_restart))
+                cfg = cfg.with_(**{name: getattr(self.config, name) for name in needs_restart})
             self.config, self.screener = cfg, screener
             self.registry.screener = screener
-            self.asterisk.policy = build_policy(cfg)
-            self.asterisk.caller_rules = build_caller_rules(cfg)
+            self.service.reconfigure(cfg)
             self.metrics.model.info({"version": screener.version})
-            logging.getLogger().setLevel(cfg["log"]["level"].upper())
+            logging.getLogger().setLevel(cfg.log.level.upper())
             log.info("reloaded: model %s", screener.version)
         systemd.notify("READY=1")
 

@@ -9,11 +9,10 @@ import socket
 import subprocess
 import tempfile
 
-import numpy as np
 import pytest
 
-from pbxguard.features.analysis import SAMPLE_RATE
-from pbxguard.train import channel, corpus, signals, train
+from pbxguard.train import corpus, train
+from tests.daemon import calls_audio, daemon  # noqa: F401  (fixtures for every test folder)
 
 SMALL_PER_CLASS = 40
 
@@ -37,17 +36,6 @@ def screener(small_models):
     from pbxguard.screener import Screener
 
     return Screener(small_models)
-
-
-def through_line(x: np.ndarray, rng: np.random.Generator, law: str = "ulaw", noise_dbfs: float = -65.0) -> np.ndarray:
-    """A clean test signal through the telephone channel: band limit, line noise, G.711."""
-    line = channel.ChannelDraw(law=law, low_hz=300, high_hz=3400, noise_dbfs=noise_dbfs, noise_colour="white",
-                               hum_dbfs=-200.0, mains_hz=50.0, agc_db=0.0, dc=0.0, loss_rate=0.0)
-    return channel.apply(x, line, rng)
-
-
-def seconds(s: float) -> int:
-    return int(s * SAMPLE_RATE)
 
 
 def _free_port() -> int:
@@ -75,4 +63,3 @@ def postgres_url():
     shutil.rmtree(root, ignore_errors=True)
 
 
-__all__ = ["through_line", "seconds", "signals"]

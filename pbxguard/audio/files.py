@@ -8,15 +8,13 @@ whose message names the file and says what is wrong in one line.
 from __future__ import annotations
 
 import struct
-from math import gcd
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from pbxguard.audio import g711
-
-SAMPLE_RATE = 8000
+from pbxguard.audio.format import SAMPLE_RATE
+from pbxguard.audio.resample import resample, to_int16
 
 _WAVE_FORMAT_PCM = 1
 _WAVE_FORMAT_IEEE_FLOAT = 3
@@ -113,9 +111,8 @@ def _parse_wav(path: Path, data: bytes) -> np.ndarray:
     else:
         raise AudioError(path, f"unsupported WAV encoding (format tag {tag}, {bits} bits)")
     if rate != SAMPLE_RATE:
-        g = gcd(rate, SAMPLE_RATE)
-        mono = resample_poly(mono, SAMPLE_RATE // g, rate // g)
-    return np.clip(np.rint(mono), -32768, 32767).astype(np.int16)
+        mono = resample(mono, rate)
+    return to_int16(mono)
 
 
 def _pcm_first_channel(body: bytes, channels: int, width: int) -> np.ndarray:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pbxguard.audio.format import SAMPLE_RATE
+
 FULL_SCALE = 32768.0
 FLOOR_DB = -120.0
 
@@ -42,7 +44,7 @@ class Levels:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
-def measure_levels(samples: np.ndarray, sample_rate: int = 8000) -> Levels:
+def measure_levels(samples: np.ndarray) -> Levels:
     x = samples.astype(np.int32)
     n = x.size
     counts = np.bincount(np.clip(x, -128, 127) + 128, minlength=256)
@@ -55,11 +57,11 @@ def measure_levels(samples: np.ndarray, sample_rate: int = 8000) -> Levels:
     longest_run = int(np.max(np.diff(run_edges))) if n else 0
     xf = x.astype(np.float64)
     return Levels(
-        rms_dbfs=float(dbfs(np.mean(xf * xf))),
+        rms_dbfs=float(dbfs(float(np.mean(xf * xf)))),
         peak_dbfs=float(dbfs(float(np.max(np.abs(xf))) ** 2)) if n else FLOOR_DB,
         zero_fraction=float(np.count_nonzero(x == 0) / n),
         idle_value=idle,
         idle_fraction=float(counts[idle_index] / n),
         outlier_fraction=float((n - near) / n),
-        longest_constant_ms=longest_run * 1000.0 / sample_rate,
+        longest_constant_ms=longest_run * 1000.0 / SAMPLE_RATE,
     )

@@ -11,13 +11,20 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.linalg import eigh
 
+from pbxguard.audio.format import SAMPLE_RATE
+
 NPERSEG = 128  # 16 ms Hann frames, 62.5 Hz bins
 HOP = 128  # no overlap: half the cost, and 16 ms is fine resolution for a beep onset
 N_BASES = 3
 BAND_EDGES_HZ = (300.0, 800.0, 1500.0, 2500.0, 3400.0)
+SPECTRUM_FEATURES = ("band_300_800", "band_800_1500", "band_1500_2500", "band_2500_3400", "band_below_300",
+                     "centroid_mean", "centroid_std", "flatness_mean", "flatness_std", "flux_mean", "flux_std")
+MODULATION_FEATURES = ("syllabic_modulation", "modulation_peak_hz")
+SHARE_FEATURES = tuple(f"energy_share_{k + 1}" for k in range(N_BASES))
+BASIS_FEATURES = tuple(f"basis{k}_{b}" for k in range(N_BASES) for b in range(NPERSEG // 2 + 1))
 
 _WINDOW = np.hanning(NPERSEG + 2)[1:-1]  # periodic-style Hann without zero end points
-_FREQS = np.fft.rfftfreq(NPERSEG, 1.0 / 8000.0)
+_FREQS = np.fft.rfftfreq(NPERSEG, 1.0 / SAMPLE_RATE)
 _VOICE_BAND = (_FREQS >= BAND_EDGES_HZ[0]) & (_FREQS <= BAND_EDGES_HZ[-1])
 _BANDS = [(_FREQS >= lo) & (_FREQS < hi) for lo, hi in zip(BAND_EDGES_HZ, BAND_EDGES_HZ[1:])]
 _LOW = _FREQS < BAND_EDGES_HZ[0]

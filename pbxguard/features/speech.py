@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pbxguard.features.tones import FRAME_MS, runs, steady_tone_frames
+from pbxguard.audio.format import FRAME_MS, SAMPLE_RATE, samples_for
+from pbxguard.features.tones import runs, steady_tone_frames
 
 ACTIVE_ABOVE_FLOOR_DB = 10.0
 ACTIVE_MIN_DBFS = -55.0
@@ -99,7 +100,7 @@ def pitch_track(samples: np.ndarray, pattern: TalkPattern, max_frames: int = 40)
     if not pattern.utterances:
         return _EMPTY_TRACK
     s, e = max(pattern.utterances, key=lambda u: u[1] - u[0])
-    a, b = int(s * 8), min(int(e * 8), len(samples)) - PITCH_FRAME
+    a, b = samples_for(s), min(samples_for(e), len(samples)) - PITCH_FRAME
     starts = np.arange(a, b + 1, PITCH_FRAME // 2)
     if len(starts) == 0:
         return _EMPTY_TRACK
@@ -118,7 +119,7 @@ def pitch_track(samples: np.ndarray, pattern: TalkPattern, max_frames: int = 40)
     left, mid, right = norm[rows, lag - 1], norm[rows, lag], norm[rows, lag + 1]
     curvature = left - 2 * mid + right
     shift = np.where(curvature < -1e-9, 0.5 * (left - right) / np.where(curvature < -1e-9, curvature, -1.0), 0.0)
-    f0 = 8000.0 / (lag + lo + np.clip(shift, -0.5, 0.5))
+    f0 = SAMPLE_RATE / (lag + lo + np.clip(shift, -0.5, 0.5))
     # Cepstral peak prominence: the rahmonic peak above the cepstrum's trend over the same quefrencies.
     cepstrum = np.fft.irfft(10.0 * np.log10(power + 1e-6), PITCH_NFFT, axis=1)[:, lo:hi]
     slope, intercept = _TREND @ cepstrum.T

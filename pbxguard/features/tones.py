@@ -21,8 +21,8 @@ from functools import cache, lru_cache
 
 import numpy as np
 
-FRAME = 160  # samples: 20 ms at 8 kHz, the AudioSocket frame
-FRAME_MS = 20.0
+from pbxguard.audio.format import FRAME, FRAME_MS, SAMPLE_RATE
+
 TOLERANCE_HZ = 4.0
 MIN_EXPLAINED = 0.7  # share of a frame's energy a tone set must explain
 MIN_COMPONENT = 0.15  # share each half of a dual tone must explain on its own
@@ -128,7 +128,7 @@ def _projection() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     Returns the (FRAME x columns) matrix, each group's starting column (for np.add.reduceat), the indices of
     the dual sets that must show both components, and those components' group indices (one row per set).
     """
-    t = np.arange(FRAME) / 8000.0
+    t = np.arange(FRAME) / SAMPLE_RATE
     freqs = sorted({f for s in TONE_SETS if s.all_components and len(s.freqs) > 1 for f in s.freqs})
     groups = [s.freqs for s in TONE_SETS] + [(f,) for f in freqs]
     blocks, starts, col = [], [], 0
@@ -215,8 +215,8 @@ def run_spectrum(samples: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def frequencies_match(power: np.ndarray, run_samples: int, cadence: Cadence) -> bool:
     """Most of the run's energy lies near the cadence's frequencies, and each of them holds its share."""
-    bin_hz = 8000.0 / VERIFY_NFFT
-    lobe = 2 * 8000.0 / max(min(run_samples, VERIFY_SAMPLES), 1)  # Hann main-lobe half width
+    bin_hz = SAMPLE_RATE / VERIFY_NFFT
+    lobe = 2 * SAMPLE_RATE / max(min(run_samples, VERIFY_SAMPLES), 1)  # Hann main-lobe half width
     total = power.sum() + 1e-12
     shares = []
     for f in cadence.freqs:
@@ -251,6 +251,7 @@ def _match(cadence: Cadence, mask: np.ndarray) -> ToneEvent | None:
     ]
     first_on = next(s for on, s, _, _ in elements if on)
     if cadence.pattern_ms is None:
+        assert cadence.min_on_ms is not None  # a cadence without a pattern is proven by its length
         if len(on_runs) != 1 or on_runs[0][1] != n:
             return None
         on_ms = (n - on_runs[0][0]) * FRAME_MS
@@ -355,9 +356,10 @@ def prove_tones(labels: np.ndarray, level: np.ndarray, samples: np.ndarray,
             mask = _tone_mask(family, index)
             steady = mask.any() and _steady(level, mask)
             masks[index] = (mask, run_spectrum(samples, mask)) if steady else None
-        if masks[index] is None:
+        found = masks[index]
+        if found is None:
             continue
-        mask, power = masks[index]
+        mask, power = found
         longest = max(e - s for s, e in runs(mask)) * FRAME
         if not frequencies_match(power, longest, cadence):
             continue
@@ -399,7 +401,7 @@ def find_beep(power: np.ndarray, hop_ms: float, nfft: int, level_db: np.ndarray,
     tonality = wide / (power.sum(axis=1) + 1e-12)
     a, b, c = (np.log(power[rows, peak + k] + 1e-12) for k in (-1, 0, 1))
     offset = 0.5 * (a - c) / np.where(np.abs(a - 2 * b + c) > 1e-12, a - 2 * b + c, 1e-12)
-    freq = (peak + np.clip(offset, -0.5, 0.5)) * 8000.0 / nfft
+    freq = (peak + np.clip(offset, -0.5, 0.5)) * SAMPLE_RATE / nfft
     lo, hi = BEEP_BAND_HZ
     ok = (tonality >= BEEP_MIN_TONALITY) & (level_db >= BEEP_MIN_DBFS) & (freq >= lo) & (freq <= hi)
     start_frame = int(np.ceil(after_ms / hop_ms))

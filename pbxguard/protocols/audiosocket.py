@@ -9,15 +9,13 @@ kinds are skipped. A caller hangup is just EOF. We close the socket once the ver
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid as uuidlib
-from collections.abc import Callable
-from math import gcd
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-from scipy.signal import resample_poly
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("pbxguard.audiosocket")
 
@@ -29,7 +27,6 @@ KIND_ERROR = 0xFF
 SLIN_RATES = {0x10: 8000, 0x11: 12000, 0x12: 16000, 0x13: 24000, 0x14: 32000, 0x15: 44100, 0x16: 48000,
               0x17: 96000, 0x18: 192000}
 HEADER = 3
-HANGUP_FRAME = bytes([KIND_HANGUP, 0, 0])
 
 
 def frame(kind: int, payload: bytes = b"") -> bytes:
@@ -37,55 +34,61 @@ def frame(kind: int, payload: bytes = b"") -> bytes:
     return bytes([kind]) + len(payload).to_bytes(2, "big") + payload
 
 
+def uuid_frame(call_id: str) -> bytes:
+    """The frame that opens a stream: which call this audio belongs to."""
+    return frame(KIND_UUID, uuidlib.UUID(call_id).bytes)
+
+
+HANGUP_FRAME = frame(KIND_HANGUP)
+
+
+class FrameParser:
+    """Bytes in, whole (kind, payload) frames out; a partial frame waits for the rest."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
+        self.buffer += data
+        pos = 0
+        try:
+            while len(self.buffer) - pos >= HEADER:
+                kind = self.buffer[pos]
+                length = int.from_bytes(self.buffer[pos + 1 : pos + 3], "big")
+                if len(self.buffer) - pos - HEADER < length:
+                    break
+                payload = bytes(self.buffer[pos + HEADER : pos + HEADER + length])
+                pos += HEADER + length
+                yield kind, payload
+        finally:
+            del self.buffer[:pos]
+
+
 class AudioSink(Protocol):
     """Where one call's audio goes (the screening service implements it)."""
 
-    def feed(self, samples: np.ndarray) -> bool:
-        """8 kHz int16 samples; True once the call needs no more audio."""
+    def audio(self, rate: int, pcm: bytes) -> bool:
+        """Whole s16le samples at `rate` Hz; True once the call needs no more audio."""
 
     def end(self, reason: str) -> None:
         """The audio stopped: "eof" (caller hung up), "hangup" or "error" frame, or "closed" by us."""
 
 
-class Resampler:
-    """To 8 kHz, chunk by chunk. Frames are short, so each chunk is resampled with the tail of the last
-    one as context, which keeps the filter from ringing at every frame edge."""
+class AudioSocketConnection:
+    """One connection from Asterisk (or a relay). `attach(uuid)` returns the call's sink, or None if unknown.
 
-    CONTEXT = 64
-
-    def __init__(self, rate: int) -> None:
-        g = gcd(rate, 8000)
-        self.up, self.down = 8000 // g, rate // g
-        self.tail = np.zeros(0)
-        self.pending = np.zeros(0)
-
-    def __call__(self, samples: np.ndarray) -> np.ndarray:
-        x = np.concatenate([self.pending, samples.astype(np.float64)])
-        usable = len(x) - len(x) % self.down
-        self.pending = x[usable:]
-        x = x[:usable]
-        if not usable:
-            return np.zeros(0, dtype=np.int16)
-        context = self.tail[-self.CONTEXT * self.down :] if len(self.tail) else np.zeros(0)
-        y = resample_poly(np.concatenate([context, x]), self.up, self.down)
-        y = y[len(context) * self.up // self.down :]
-        self.tail = x
-        return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
-
-
-class AudioSocketConnection(asyncio.Protocol):
-    """One TCP connection from Asterisk. `attach(uuid)` returns the call's sink, or None if unknown."""
+    An asyncio protocol by its methods, not by inheritance: importing this module costs no asyncio, since the
+    EAGI relay, which must start fast, uses the framing above."""
 
     def __init__(self, attach: Callable[[str], AudioSink | None], allowed: Callable[[str], bool],
                  first_frame_timeout: float) -> None:
         self.attach = attach
         self.allowed = allowed
         self.first_frame_timeout = first_frame_timeout
-        self.buffer = bytearray()
+        self.parser = FrameParser()
         self.uuid: str | None = None
         self.sink: AudioSink | None = None
         self.transport: asyncio.Transport | None = None
-        self.resampler: Resampler | None = None
         self.odd_byte = b""
         self.done = False
         self.skipped_kinds: set[int] = set()
@@ -98,6 +101,8 @@ class AudioSocketConnection(asyncio.Protocol):
             log.warning("audiosocket: refused connection from %s (not in 'allow')", self.peer)
             self.close()
             return
+        import asyncio
+
         self._timer = asyncio.get_running_loop().call_later(self.first_frame_timeout, self._no_uuid)
 
     def _no_uuid(self) -> None:
@@ -108,17 +113,10 @@ class AudioSocketConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.done:
             return
-        self.buffer += data
-        pos = 0
-        while len(self.buffer) - pos >= HEADER and not self.done:
-            kind = self.buffer[pos]
-            length = int.from_bytes(self.buffer[pos + 1 : pos + 3], "big")
-            if len(self.buffer) - pos - HEADER < length:
-                break
-            payload = bytes(self.buffer[pos + HEADER : pos + HEADER + length])
-            pos += HEADER + length
+        for kind, payload in self.parser.feed(data):
             self._frame(kind, payload)
-        del self.buffer[:pos]
+            if self.done:
+                break
 
     def _frame(self, kind: int, payload: bytes) -> None:
         if kind == KIND_UUID:
@@ -153,13 +151,9 @@ class AudioSocketConnection(asyncio.Protocol):
             self.close()
             return
         data = self.odd_byte + payload
-        self.odd_byte = data[len(data) - len(data) % 2 :]  # a frame split mid-sample keeps its half sample
-        samples = np.frombuffer(data[: len(data) - len(data) % 2], dtype="<i2")
-        if kind != 0x10:
-            if self.resampler is None:
-                self.resampler = Resampler(SLIN_RATES[kind])
-            samples = self.resampler(samples)
-        if len(samples) and self.sink.feed(samples):
+        whole = len(data) - len(data) % 2
+        self.odd_byte = data[whole:]  # a frame split mid-sample keeps its half sample
+        if whole and self.sink.audio(SLIN_RATES[kind], data[:whole]):
             self._end("closed")
 
     def _end(self, reason: str) -> None:
@@ -173,6 +167,15 @@ class AudioSocketConnection(asyncio.Protocol):
             self._timer.cancel()
         if self.transport is not None:
             self.transport.close()
+
+    def eof_received(self) -> None:
+        """The peer is done sending: returning None closes the transport, and connection_lost follows."""
+
+    def pause_writing(self) -> None:
+        """Nothing to pause: we never write to AudioSocket."""
+
+    def resume_writing(self) -> None:
+        """Nothing to resume."""
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done:

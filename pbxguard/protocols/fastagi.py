@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from panoramisk.fast_agi import Application, Request
 from panoramisk.utils import parse_agi_result
 
+from pbxguard.protocols import agi
+
 log = logging.getLogger("pbxguard.fastagi")
 
 Route = Callable[["FastAGIRequest"], Awaitable[None]]
@@ -106,31 +108,40 @@ class FastAGIRequest(Request):
 class FastAGIApplication(Application):
     """panoramisk's Application with a bounded, timed header read and FastAGIRequest sessions.
 
-    Create it inside a running event loop. `allowed(peer_ip)` filters clients before a byte is read.
+    Create it inside a running event loop. One application serves any number of listeners: `handler(allowed)`
+    is the connection callback for one, with `allowed(peer_ip)` filtering its clients before a byte is read.
     """
 
-    def __init__(self, header_timeout: float = 5.0, command_timeout: float = 5.0,
-                 allowed: Callable[[str], bool] = lambda ip: True) -> None:
+    def __init__(self, header_timeout: float = 5.0, command_timeout: float = 5.0) -> None:
         super().__init__(loop=asyncio.get_running_loop())
         self.header_timeout = header_timeout
         self.command_timeout = command_timeout
-        self.allowed = allowed
+
+    def handler(self, allowed: Callable[[str], bool]) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self.serve(reader, writer, allowed)
+
+        return handle
 
     def add_route(self, path: str, endpoint: Route) -> None:
         if not asyncio.iscoroutinefunction(endpoint):
             raise TypeError(f"route {path!r}: endpoint must be an async function")
         super().add_route(path, endpoint)
 
-    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    allowed: Callable[[str], bool]) -> None:
+        """One AGI session, from its header to its route's end; the connection is closed after."""
         peer = writer.get_extra_info("peername") or ("?", 0)
+        if not isinstance(peer, tuple):
+            peer = ("local", 0)  # a Unix socket: its file's permissions are its access control
         try:
-            if not self.allowed(str(peer[0])):
+            if not allowed(str(peer[0])):
                 log.warning("fastagi: refused connection from %s (not in 'allow')", peer[0])
                 return
             headers = await self._read_headers(reader, peer)
             if headers is None:
                 return
-            script = headers.get("agi_network_script", "")
+            script = headers.get(agi.SCRIPT, "")
             route = self._route.get(script.split("?", 1)[0])
             if route is None:
                 log.warning("fastagi: no route for %r from %s (channel %s)", script, peer[0], headers.get("agi_channel"))
@@ -157,12 +168,8 @@ class FastAGIApplication(Application):
         except (ConnectionError, OSError) as exc:
             log.warning("fastagi: %s: %s while reading the AGI header", peer[0], exc)
         else:
-            headers = {}
-            for line in block.decode(self.default_encoding, "replace").splitlines():
-                key, sep, value = line.partition(":")
-                if sep and key.startswith("agi_"):
-                    headers[key] = value[1:] if value.startswith(" ") else value
-            if "agi_network_script" not in headers:
+            headers = agi.parse_environment(block, self.default_encoding)
+            if agi.SCRIPT not in headers:
                 log.warning("fastagi: %s sent a header without agi_network_script; dropped", peer[0])
                 return None
             return headers

@@ -1,133 +1,172 @@
-"""The learned stages: one scikit-learn estimator, trained, saved and hash-pinned as one object.
+"""The learned stages: a scikit-learn classifier, a decision rule tuned on validation data, and the model
+that holds both and is trained, saved and hash-pinned as one object.
 
-X is the concatenation of `analyse()`'s two vectors: the Marchex dead-air block, then the opening block.
-- `deadair_`: the paper's 100-tree Random Forest on the spectral bases (plus their energy shares and the
-  level, which the bases lack): P(dead air).
-- `opening_`: a Random Forest over the opening features for everything that is not dead air:
-  P(class | not dead air) for human, machine, noise, music, tone, fax.
-- `synthetic_`: among machine openings, P(synthetic voice): a robocall or TTS rather than a recording.
-Scores combine as P(silence) = p_d and P(c) = (1 - p_d) * P(c | not dead air).
-
-Blocking a live caller costs more than letting a machine through: `decide()` names a class other than
-human only when it is `human_cost_` times likelier than human (a Bayes decision with that cost), and a
-hang-up-capable class only above its precision threshold (`thresholds_`); both are tuned on validation
-data by `calibrate()`.
+- `CallOpeningClassifier` (a real scikit-learn estimator, `check_estimator` clean): the Marchex dead-air
+  Random Forest (100 trees) on the leading dead-air columns gives P(dead air); a second forest over the
+  opening columns gives P(class | not dead air) for the other classes; scores combine as
+  P(dead air) = p_d and P(c) = (1 - p_d) * P(c | not dead air).
+- `DecisionRule`: blocking a live caller costs more than letting a machine through, so a class other than
+  human is named only when it is `human_cost` times likelier than human (a Bayes decision with that
+  cost), and a hang-up-capable class only above its precision threshold; below it the rule abstains
+  ("unknown"). It is chosen from validation scores by `DecisionRule.tune`, never from the training split.
+- `ScreenerModel`: the classifier, the synthetic-voice forest (among machines, P(robocall or TTS)), the
+  rule and the feature layout they were trained on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from pbxguard.features.analysis import DEADAIR_FEATURES
+from pbxguard.screener.verdict import UNKNOWN
 
-LEARNED_CLASSES = ("human", "machine", "silence", "noise", "music", "tone", "fax")
-SPEECH_CLASSES = ("human", "machine")
+DEADAIR_CLASS = "silence"
+HUMAN_CLASS = "human"
+# The learned classes in the order ties are broken: the safe verdict first (a person), the hang-up-capable
+# ones last.
+TIE_ORDER = ("human", "machine", "silence", "noise", "music", "tone", "fax")
+ABSTAIN = UNKNOWN
 HUMAN_COSTS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
 
 
 class CallOpeningClassifier(ClassifierMixin, BaseEstimator):
-    def __init__(self, deadair_trees: int = 100, opening_trees: int = 100, synthetic_trees: int = 60,
-                 max_depth: int | None = 14, min_samples_leaf: int = 2, n_jobs: int | None = None,
-                 random_state: int = 0) -> None:
+    """Dead air first (its own forest on the first `deadair_columns` columns), then the opening forest on
+    the remaining columns for every other class. With `deadair_columns=None` both forests see every
+    column; when `y` has no `deadair_class` there is no dead-air stage."""
+
+    def __init__(self, deadair_class: str = DEADAIR_CLASS, deadair_columns: int | None = None,
+                 deadair_trees: int = 100, opening_trees: int = 100, max_depth: int | None = 14,
+                 min_samples_leaf: int = 2, n_jobs: int | None = None, random_state: int | None = 0) -> None:
+        self.deadair_class = deadair_class
+        self.deadair_columns = deadair_columns
         self.deadair_trees = deadair_trees
         self.opening_trees = opening_trees
-        self.synthetic_trees = synthetic_trees
         self.max_depth = max_depth
         self.min_samples_leaf = min_samples_leaf
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def _forest(self, trees: int, salt: int) -> RandomForestClassifier:
-        return RandomForestClassifier(
-            n_estimators=trees, max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
-            class_weight="balanced", n_jobs=self.n_jobs, random_state=self.random_state + salt)
+    def make_forest(self, trees: int, salt: int) -> RandomForestClassifier:
+        """A forest with this estimator's settings; `salt` keeps the stages' random streams apart."""
+        seed = None if self.random_state is None else self.random_state + salt
+        return RandomForestClassifier(n_estimators=trees, max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
+                                      class_weight="balanced", n_jobs=self.n_jobs, random_state=seed)
 
-    @staticmethod
-    def split(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = len(DEADAIR_FEATURES)
-        return X[:, :n], X[:, n:]
+    def blocks(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(dead-air block, opening block) of X."""
+        if self.deadair_columns is None:
+            return X, X
+        return X[:, : self.deadair_columns], X[:, self.deadair_columns :]
 
-    def fit(self, X: np.ndarray, y: np.ndarray, synthetic: np.ndarray | None = None) -> CallOpeningClassifier:
-        """y: class names from LEARNED_CLASSES; synthetic: True where the voice is synthetic."""
-        X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
-        unknown = set(y) - set(LEARNED_CLASSES)
-        if unknown:
-            raise ValueError(f"labels the learned stages do not take: {sorted(unknown)}")
-        deadair, opening = self.split(X)
-        self.classes_ = np.array(LEARNED_CLASSES)
-        self.deadair_ = self._forest(self.deadair_trees, 0).fit(deadair, y == "silence")
-        live = y != "silence"
-        self.opening_ = self._forest(self.opening_trees, 1).fit(opening[live], y[live])
-        machine = y == "machine"  # people are not synthetic: the voice question is asked of machines
-        flags = np.zeros(len(y), dtype=bool) if synthetic is None else np.asarray(synthetic, dtype=bool)
-        both = len(set(flags[machine])) == 2
-        self.synthetic_ = self._forest(self.synthetic_trees, 2).fit(opening[machine], flags[machine]) if both else None
-        self.thresholds_: dict[str, float] = {}
-        self.human_cost_ = 1.0
+    def fit(self, X, y) -> CallOpeningClassifier:
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        if self.deadair_columns is not None and not 0 < self.deadair_columns < X.shape[1]:
+            raise ValueError(f"deadair_columns={self.deadair_columns} leaves no column for one of the stages "
+                             f"(X has {X.shape[1]})")
+        self.classes_ = unique_labels(y)
+        deadair, opening = self.blocks(X)
+        is_deadair = y == self.deadair_class
+        self.deadair_ = self.make_forest(self.deadair_trees, 0).fit(deadair, is_deadair) if is_deadair.any() else None
+        live = ~is_deadair
+        self.opening_ = self.make_forest(self.opening_trees, 1).fit(opening[live], y[live]) if live.any() else None
         return self
 
-    def combine(self, p_deadair: np.ndarray, p_opening: np.ndarray) -> np.ndarray:
-        """Class scores in `classes_` order from P(dead air) and the opening forest's probabilities."""
+    def combine(self, p_deadair: np.ndarray, p_opening: np.ndarray | None) -> np.ndarray:
+        """Class scores in `classes_` order from P(dead air) per row and the opening forest's probabilities."""
         scores = np.zeros((len(p_deadair), len(self.classes_)))
-        scores[:, list(self.classes_).index("silence")] = p_deadair
-        columns = [list(self.classes_).index(c) for c in self.opening_.classes_]
-        scores[:, columns] = (1.0 - p_deadair)[:, None] * p_opening
+        index = {c: k for k, c in enumerate(self.classes_)}
+        if self.deadair_ is not None:
+            scores[:, index[self.deadair_class]] = p_deadair
+        if self.opening_ is not None and p_opening is not None:
+            scores[:, [index[c] for c in self.opening_.classes_]] = (1.0 - p_deadair)[:, None] * p_opening
         return scores
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        check_is_fitted(self, "opening_")
-        deadair, opening = self.split(np.asarray(X, dtype=np.float64))
-        return self.combine(self.deadair_.predict_proba(deadair)[:, 1], self.opening_.predict_proba(opening))
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        deadair, opening = self.blocks(X)
+        p_deadair = self.deadair_.predict_proba(deadair)[:, -1] if self.deadair_ is not None else np.zeros(len(X))
+        p_opening = self.opening_.predict_proba(opening) if self.opening_ is not None else None
+        return self.combine(p_deadair, p_opening)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.array([self.decide(row) for row in self.predict_proba(X)])
+    def predict(self, X) -> np.ndarray:
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
-    def decide(self, scores: np.ndarray) -> str:
-        """The label for one row of class scores: cost-weighted for live callers, then thresholded."""
-        human = list(self.classes_).index("human")
-        weighted = scores.copy()
-        weighted[human] *= self.human_cost_
-        best = int(np.argmax(weighted))
-        label = str(self.classes_[best])
-        return label if scores[best] >= self.thresholds_.get(label, 0.0) else "unknown"
 
-    def synthetic_proba(self, X: np.ndarray) -> np.ndarray:
-        """P(synthetic voice) per row; zeros when the training data had no synthetic voices."""
-        check_is_fitted(self, "opening_")
-        if self.synthetic_ is None:
-            return np.zeros(len(X))
-        return self.synthetic_.predict_proba(self.split(np.asarray(X, dtype=np.float64))[1])[:, 1]
+@dataclass(frozen=True)
+class DecisionRule:
+    """From class scores to a label: cost-weighted for live callers, thresholded, else `ABSTAIN`."""
 
-    def calibrate(self, X: np.ndarray, y: np.ndarray, min_precision: dict[str, float],
-                  max_false_block: float) -> dict[str, float]:
-        """Tune the decision on held-out validation data (never the test split).
+    order: tuple[str, ...] = TIE_ORDER  # ties go to the earlier class
+    human_cost: float = 1.0
+    thresholds: Mapping[str, float] = field(default_factory=dict)
 
-        First the smallest human cost whose live-caller false-block rate on (X, y) is at most
-        `max_false_block`; then, per class, the lowest score threshold whose precision reaches the
-        minimum. A class whose precision cannot be reached gets threshold 1.0 (never decided alone).
+    def best(self, scores: Mapping[str, float]) -> str:
+        """The class with the highest cost-weighted score."""
+        weighted = {c: scores[c] * (self.human_cost if c == HUMAN_CLASS else 1.0) for c in self.order if c in scores}
+        return max(weighted, key=lambda c: weighted[c])  # max keeps the first of equal keys
+
+    def decide(self, scores: Mapping[str, float]) -> str:
+        label = self.best(scores)
+        return label if scores[label] >= self.thresholds.get(label, 0.0) else ABSTAIN
+
+    @classmethod
+    def tune(cls, scores: Sequence[Mapping[str, float]], y: np.ndarray, min_precision: Mapping[str, float],
+             max_false_block: float, order: tuple[str, ...] = TIE_ORDER) -> DecisionRule:
+        """Chosen on held-out validation scores (never the test split).
+
+        First the smallest human cost whose live-caller false-block rate is at most `max_false_block`;
+        then, per class, the lowest score threshold whose precision reaches the minimum. A class whose
+        precision cannot be reached gets threshold 1.0 (never decided alone).
         """
-        scores, y = self.predict_proba(X), np.asarray(y)
-        self.thresholds_ = {}
-        humans = y == "human"
+        y = np.asarray(y)
+        humans = [s for s, label in zip(scores, y) if label == HUMAN_CLASS]
+        rule = cls(order)
         for cost in HUMAN_COSTS:
-            self.human_cost_ = cost
-            if not humans.any() or np.mean([self.decide(s) != "human" for s in scores[humans]]) <= max_false_block:
+            rule = cls(order, cost)
+            if not humans or np.mean([rule.decide(s) != HUMAN_CLASS for s in humans]) <= max_false_block:
                 break
-        weighted = scores.copy()
-        weighted[:, list(self.classes_).index("human")] *= self.human_cost_
-        labels = self.classes_[np.argmax(weighted, axis=1)]
-        for cls, floor in min_precision.items():
-            k = list(self.classes_).index(cls)
-            picked = labels == cls
-            candidates = np.unique(scores[picked, k]) if picked.any() else np.array([])
-            best = 1.0
-            for t in candidates:  # ascending: the first that reaches the precision keeps most recall
-                chosen = picked & (scores[:, k] >= t)
-                if chosen.any() and np.mean(y[chosen] == cls) >= floor:
-                    best = float(t)
+        labels = np.array([rule.best(s) for s in scores])
+        thresholds = {}
+        for c, floor in min_precision.items():
+            column = np.array([s[c] for s in scores])
+            picked = labels == c
+            thresholds[c] = 1.0
+            for t in np.unique(column[picked]):  # ascending: the first that reaches the precision keeps most recall
+                chosen = picked & (column >= t)
+                if np.mean(y[chosen] == c) >= floor:
+                    thresholds[c] = float(t)
                     break
-            self.thresholds_[cls] = best
-        return {**self.thresholds_, "human_cost": self.human_cost_}
+        return cls(order, rule.human_cost, thresholds)
+
+
+@dataclass(frozen=True)
+class ScreenerModel:
+    """What `pbxguard train` writes and the screener loads: one object, pinned by its sha256."""
+
+    classifier: CallOpeningClassifier
+    synthetic: RandomForestClassifier | None  # None when the training data had no synthetic voices
+    rule: DecisionRule
+    layout: Mapping = field(default_factory=dict)  # features.layout.layout() at training time
+
+    def scores(self, X) -> list[dict[str, float]]:
+        classes = [str(c) for c in self.classifier.classes_]
+        return [dict(zip(classes, row.tolist())) for row in self.classifier.predict_proba(X)]
+
+    def predict(self, X) -> np.ndarray:
+        """Labels, `ABSTAIN` where the rule abstains."""
+        return np.array([self.rule.decide(s) for s in self.scores(X)])
+
+    def synthetic_proba(self, X) -> np.ndarray:
+        """P(synthetic voice) per row; zeros without a synthetic-voice stage."""
+        if self.synthetic is None:
+            return np.zeros(len(X))
+        return self.synthetic.predict_proba(self.classifier.blocks(np.asarray(X, dtype=np.float64))[1])[:, 1]

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pbxguard.audio.format import FRAME, SAMPLE_RATE, SAMPLES_PER_MS
 from pbxguard.features import speech, tones
-from pbxguard.features.analysis import SAMPLE_RATE, WINDOW_MS, Analysis, analyse, frame_view
+from pbxguard.features.analysis import Analysis, analyse, frame_view
+from pbxguard.features.layout import WINDOW_MS
+from pbxguard.screener.estimators import ABSTAIN
 from pbxguard.screener.forest import CompiledForest
-from pbxguard.screener.models import DEFAULT_MODELS_DIR, load_pinned
-from pbxguard.verdict import CLASSES, Verdict
+from pbxguard.screener.persist import DEFAULT_MODELS_DIR, load_pinned
+from pbxguard.screener.verdict import CLASSES, Verdict
 
 PROVEN_CONFIDENCE = 0.99
 EARLY_CHECK_FRAMES = 10  # look for a proof every 200 ms of audio
@@ -31,11 +34,11 @@ class Screener:
         self.model = model
         self.version: str = manifest.get("model_version", "unversioned")
         self.window_ms = window_ms
-        self.window_samples = window_ms * SAMPLE_RATE // 1000
-        self._deadair = CompiledForest(model.deadair_)
-        self._opening = CompiledForest(model.opening_)
-        self._synthetic = CompiledForest(model.synthetic_) if model.synthetic_ is not None else None
-        self._learned = list(model.classes_)
+        self.window_samples = window_ms * SAMPLES_PER_MS
+        self._deadair = CompiledForest(model.classifier.deadair_)
+        self._opening = CompiledForest(model.classifier.opening_)
+        self._synthetic = CompiledForest(model.synthetic) if model.synthetic is not None else None
+        self._learned = [str(c) for c in model.classifier.classes_]
 
     def screen(self, samples: np.ndarray) -> Verdict:
         """Classify the first window of int16 8 kHz samples."""
@@ -44,7 +47,7 @@ class Screener:
     def stream(self, window_ms: int | None = None) -> ScreeningStream:
         """A per-call stream; `window_ms` may shorten (never lengthen) the window the models were made for."""
         window = min(window_ms or self.window_ms, self.window_ms)
-        return ScreeningStream(self, window * SAMPLE_RATE // 1000)
+        return ScreeningStream(self, window * SAMPLES_PER_MS)
 
     def decide(self, analysis: Analysis) -> Verdict:
         evidence = analysis.evidence()
@@ -55,10 +58,10 @@ class Screener:
             return Verdict(first.verdict, PROVEN_CONFIDENCE, _one_hot(first.verdict), evidence, first.decided_ms, self.version, proven=True)
         p_deadair = self._deadair.predict_proba(analysis.deadair_vector)[1]
         p_opening = self._opening.predict_proba(analysis.opening_vector)
-        learned = self.model.combine(np.array([p_deadair]), p_opening[None, :])[0]
+        learned = self.model.classifier.combine(np.array([p_deadair]), p_opening[None, :])[0]
         scores = {c: 0.0 for c in CLASSES} | {c: float(s) for c, s in zip(self._learned, learned)}
-        label = self.model.decide(learned)
-        confidence = scores[label] if label != "unknown" else float(learned.max())
+        label = self.model.rule.decide(scores)
+        confidence = scores[label] if label != ABSTAIN else float(learned.max())
         if label == "machine" and self._synthetic is not None:
             evidence["synthetic_voice"] = round(float(self._synthetic.predict_proba(analysis.opening_vector)[1]), 4)
         return Verdict(label, confidence, scores, evidence, analysis.window_ms, self.version)
@@ -100,15 +103,15 @@ class ScreeningStream:
         frame = np.asarray(frame, dtype=np.int16)[:room]
         self._chunks.append(frame)
         self._received += len(frame)
-        complete = (self._received - self._labelled) // tones.FRAME
+        complete = (self._received - self._labelled) // FRAME
         if complete >= EARLY_CHECK_FRAMES or self._received >= self.window_samples:
             samples = self._samples()
-            new = frame_view(samples[self._labelled : self._labelled + complete * tones.FRAME])
+            new = frame_view(samples[self._labelled : self._labelled + complete * FRAME])
             labels, shares, levels = tones.label_frames(new)
             self._labels.append(labels)
             self._shares.append(shares)
             self._levels.append(levels)
-            self._labelled += complete * tones.FRAME
+            self._labelled += complete * FRAME
             labels, levels = np.concatenate(self._labels), np.concatenate(self._levels)
             events = tones.prove_tones(labels, levels, samples[: self._labelled],
                                        lambda: speech.talk_pattern(levels, labels).onset_ms)

@@ -7,16 +7,13 @@ several PBXs share one log. The schema is versioned: migrations run in order and
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-CALL_COLUMNS = ("call_id", "started", "status", "channel", "uniqueid", "caller", "called", "mode", "verdict",
-                "confidence", "scores", "action", "reason", "decided_ms", "model", "audio_ms", "speech_ms", "capture",
-                "challenge", "pressed", "label", "error")
+from pbxguard.store.record import COLUMNS, CallRecord
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: calls and lists
@@ -70,16 +67,14 @@ class CallLog:
             self.db.commit()
         return len(MIGRATIONS)
 
-    def record_call(self, record: dict) -> None:
-        """Insert or replace one call (committed when this returns)."""
-        row = {k: record.get(k) for k in CALL_COLUMNS}
-        row["started"] = row["started"] or time.time()
-        if isinstance(row["scores"], dict):
-            row["scores"] = json.dumps(row["scores"], sort_keys=True)
-        columns = ", ".join(CALL_COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in CALL_COLUMNS if c not in ("call_id", "challenge", "pressed", "label"))
-        self._execute(f"INSERT INTO calls ({columns}) VALUES ({', '.join('?' * len(CALL_COLUMNS))}) "
-                      f"ON CONFLICT (call_id) DO UPDATE SET {updates}", [row[c] for c in CALL_COLUMNS])
+    def record_call(self, record: CallRecord) -> None:
+        """Insert or replace one call (committed when this returns); a later challenge or label is kept."""
+        if not record.started:
+            record = record.with_(started=time.time())
+        columns = ", ".join(COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c not in ("call_id", "challenge", "pressed", "label"))
+        self._execute(f"INSERT INTO calls ({columns}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+                      f"ON CONFLICT (call_id) DO UPDATE SET {updates}", record.row())
 
     def record_challenge(self, call_id: str, outcome: str, pressed: str) -> bool:
         """The Turing test's outcome, which also labels an unlabelled call for retraining: a pass means a
@@ -100,30 +95,23 @@ class CallLog:
         return bool(found)
 
     def calls(self, since: float | None = None, verdict: str | None = None, caller: str | None = None,
-              limit: int = 100) -> list[dict]:
+              limit: int = 100) -> list[CallRecord]:
         where, params = [], []
         for column, value, op in (("started", since, ">="), ("verdict", verdict, "="), ("caller", caller, "=")):
             if value is not None:
                 where.append(f"{column} {op} ?")
                 params.append(value)
-        sql = f"SELECT {', '.join(CALL_COLUMNS)} FROM calls"
+        sql = f"SELECT {', '.join(COLUMNS)} FROM calls"
         sql += (" WHERE " + " AND ".join(where)) if where else ""
         rows = self._execute(sql + " ORDER BY started DESC LIMIT ?", [*params, limit])
-        return [self._row(r) for r in rows]
+        return [CallRecord.from_row(r) for r in rows]
 
-    def call(self, call_id: str) -> dict | None:
-        rows = self._execute(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE call_id = ?", [call_id])
-        return self._row(rows[0]) if rows else None
+    def call(self, call_id: str) -> CallRecord | None:
+        rows = self._execute(f"SELECT {', '.join(COLUMNS)} FROM calls WHERE call_id = ?", [call_id])
+        return CallRecord.from_row(rows[0]) if rows else None
 
     def calls_from(self, caller: str, since: float) -> int:
         return int(self._execute("SELECT COUNT(*) FROM calls WHERE caller = ? AND started >= ?", [caller, since])[0][0])
-
-    @staticmethod
-    def _row(row: tuple) -> dict:
-        record = dict(zip(CALL_COLUMNS, row))
-        if record["scores"]:
-            record["scores"] = json.loads(record["scores"])
-        return record
 
     def add_to_list(self, kind: str, pattern: str, note: str = "") -> None:
         self._execute("INSERT INTO lists (kind, pattern, note, added) VALUES (?, ?, ?, ?) "

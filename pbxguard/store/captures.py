@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pbxguard.audio import write_wav
+from pbxguard.audio.files import write_wav
 
 log = logging.getLogger("pbxguard.captures")
 

@@ -12,10 +12,8 @@ import numpy as np
 from scipy.signal import butter, sosfilt
 
 from pbxguard.audio import g711
+from pbxguard.audio.format import FRAME, SAMPLE_RATE
 from pbxguard.train.signals import coloured_noise, db_to_amplitude, hum
-
-RATE = 8000
-FRAME = 160
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ def apply(x: np.ndarray, channel: ChannelDraw, rng: np.random.Generator, band_li
     n = len(x)
     y = x.copy()
     if band_limit:
-        sos = butter(4, [channel.low_hz, channel.high_hz], btype="bandpass", fs=RATE, output="sos")
+        sos = butter(4, [channel.low_hz, channel.high_hz], btype="bandpass", fs=SAMPLE_RATE, output="sos")
         y = sosfilt(sos, y)
     if channel.noise_dbfs > -150:
         y += coloured_noise(n, rng, channel.noise_colour) * db_to_amplitude(channel.noise_dbfs)

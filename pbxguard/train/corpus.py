@@ -16,20 +16,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
-from pbxguard.audio import write_wav
+from pbxguard.audio.files import write_wav
+from pbxguard.audio.format import SAMPLE_RATE
 from pbxguard.features.tones import CADENCES
+from pbxguard.screener.verdict import LABELLED_CLASSES as CLASSES
 from pbxguard.train import channel, signals, sources
 
-RATE = 8000
 CLIP_SECONDS = 2.4  # a little longer than the 2 s window
 SPLITS = ("train", "val", "test")
 SPLIT_SHARES = (0.6, 0.2, 0.2)
-CLASSES = ("human", "machine", "silence", "digital_silence", "fax", "tone", "music", "noise")
 LABEL_COLUMNS = ("file", "split", "class", "subclass", "source", "params")  # several sources: "a|b"
 TTS_PER_VOICE = 6
 
@@ -95,7 +96,7 @@ def _perturb(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float
 
 def _excerpt(x: np.ndarray, seconds: float, rng: np.random.Generator, active: bool = False) -> np.ndarray:
     """A random `seconds` of x; with `active`, one about as loud as the whole (not a pause between words)."""
-    n = int(seconds * RATE)
+    n = int(seconds * SAMPLE_RATE)
     if len(x) <= n:
         return x
     whole = np.mean(x.astype(np.float64) ** 2)
@@ -108,7 +109,7 @@ def _excerpt(x: np.ndarray, seconds: float, rng: np.random.Generator, active: bo
 
 
 def _fade(x: np.ndarray, ms: float = 15.0) -> np.ndarray:
-    m = min(int(ms * RATE / 1000), len(x) // 2)
+    m = min(int(ms * SAMPLE_RATE / 1000), len(x) // 2)
     ramp = np.linspace(0.0, 1.0, m)
     y = x.copy()
     y[:m] *= ramp
@@ -128,7 +129,7 @@ def _continuous(canvas: np.ndarray, utterances, rng: np.random.Generator, start:
     used, pos = [], start
     while pos < stop:
         source_id, x = utterances()
-        pos = _place(canvas, _fade(x), pos) + int(rng.uniform(0.05, 0.25) * RATE)
+        pos = _place(canvas, _fade(x), pos) + int(rng.uniform(0.05, 0.25) * SAMPLE_RATE)
         used.append(source_id)
     return used
 
@@ -142,7 +143,7 @@ def compose(cls: str, index: int, seed: int, pools: SourcePools) -> tuple[np.nda
     """One clip of class `cls`: int16 samples and its label row (without the file name)."""
     rng = np.random.default_rng([seed, CLASSES.index(cls), index])
     split = str(rng.choice(SPLITS, p=SPLIT_SHARES))
-    n = int(CLIP_SECONDS * RATE)
+    n = int(CLIP_SECONDS * SAMPLE_RATE)
     canvas = np.zeros(n)
     params: dict = {}
     subclass, source = cls, "generated"
@@ -163,18 +164,18 @@ def compose(cls: str, index: int, seed: int, pools: SourcePools) -> tuple[np.nda
 
     if cls == "human":
         lead = float(rng.uniform(0.0, 0.8))
-        pos, used = int(lead * RATE), []
+        pos, used = int(lead * SAMPLE_RATE), []
         first = float(rng.uniform(0.3, 1.2))
         second_room = 1.7 - lead - first - 0.25
         lengths = [first] + ([float(rng.uniform(0.3, min(1.2, second_room)))] if second_room >= 0.3 and rng.random() < 0.4 else [])
         for length in lengths:
             source_id, x = natural(length)()
-            pos = _place(canvas, _fade(x), pos) + int(rng.uniform(0.25, 0.6) * RATE)
+            pos = _place(canvas, _fade(x), pos) + int(rng.uniform(0.25, 0.6) * SAMPLE_RATE)
             used.append(source_id)
         subclass, source = "live_answer", "|".join(used)
         params = {"lead_s": round(lead, 3), "utterance_s": [round(v, 3) for v in lengths]}
     elif cls == "machine":
-        start = int(rng.uniform(0.0, 0.4) * RATE)
+        start = int(rng.uniform(0.0, 0.4) * SAMPLE_RATE)
         synthetic = rng.random() < 0.5 and pools.voices[split]
         if synthetic:
             voice = pools.voices[split][int(rng.integers(len(pools.voices[split])))]
@@ -188,17 +189,17 @@ def compose(cls: str, index: int, seed: int, pools: SourcePools) -> tuple[np.nda
         if not synthetic or not used:
             beep_at = None
             if rng.random() < 0.25:
-                beep_at = int((rng.uniform(0.9, 1.5)) * RATE) + start
+                beep_at = int((rng.uniform(0.9, 1.5)) * SAMPLE_RATE) + start
                 used = _continuous(canvas, natural(), rng, start, beep_at)
                 canvas[beep_at:] = 0.0
-                beep_at += int(rng.uniform(0.1, 0.3) * RATE)
-                tone, bp = signals.beep(int(rng.uniform(0.2, 0.6) * RATE), rng, float(rng.uniform(-25, -10)))
+                beep_at += int(rng.uniform(0.1, 0.3) * SAMPLE_RATE)
+                tone, bp = signals.beep(int(rng.uniform(0.2, 0.6) * SAMPLE_RATE), rng, float(rng.uniform(-25, -10)))
                 _place(canvas, tone, beep_at)
-                params.update(bp, beep_ms=round(beep_at * 1000 / RATE, 1))
+                params.update(bp, beep_ms=round(beep_at * 1000 / SAMPLE_RATE, 1))
             else:
                 used = _continuous(canvas, natural(), rng, start, n)
             subclass, source = ("greeting_beep" if beep_at else "greeting"), "|".join(used)
-        params["start_ms"] = round(start * 1000 / RATE, 1)
+        params["start_ms"] = round(start * 1000 / SAMPLE_RATE, 1)
     elif cls == "silence":
         canvas, params = signals.dead_air(n, rng)
         subclass, line = params["kind"], channel.draw(rng, quiet_line=True)
@@ -241,14 +242,14 @@ def _tone_opening(cls: str, n: int, rng: np.random.Generator, natural) -> tuple[
             offset = float(rng.uniform(-1400.0, 200.0)) if cadence.name == "fax_cng" else 0.0
             x, params = signals.cadence_tone(cadence, n, rng, level, offset_ms=offset % 3500 if offset else 0.0)
         if cadence.name != "fax_cng":
-            x[: int(start * RATE)] = 0.0
+            x[: int(start * SAMPLE_RATE)] = 0.0
             params["start_ms"] = round(start * 1000, 1)
         return x, cadence.name, params
     roll = rng.random()
     if roll < 0.1:
         x, params = signals.sit_tone(n, rng, level, float(rng.uniform(0, 300)))
-        end = int((params["start_ms"] + sum(params["segments_ms"])) * RATE / 1000)
-        _continuous(x, natural(), rng, end + int(0.05 * RATE), n)  # the announcement after the SIT
+        end = int((params["start_ms"] + sum(cast(list[float], params["segments_ms"]))) * SAMPLE_RATE / 1000)
+        _continuous(x, natural(), rng, end + int(0.05 * SAMPLE_RATE), n)  # the announcement after the SIT
         return x, "sit", params
     cadence = [c for c in CADENCES if c.verdict == "tone"][int(rng.integers(sum(c.verdict == "tone" for c in CADENCES)))]
     scale = float(np.clip(rng.normal(1.0, 0.002), 0.994, 1.006))
@@ -275,6 +276,7 @@ _POOLS: SourcePools | None = None
 
 def _compose_job(job: tuple[str, int, int, str]) -> dict:
     cls, index, seed, out = job
+    assert _POOLS is not None, "the worker pool's initializer loads the source pools"
     audio, row = compose(cls, index, seed, _POOLS)
     name = f"{row['split']}/{cls}_{index:05d}.wav"
     write_wav(Path(out) / name, audio)

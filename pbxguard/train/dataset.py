@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pbxguard.audio import AudioError, read_audio
-from pbxguard.features.analysis import SAMPLE_RATE, WINDOW_MS, analyse
-from pbxguard.verdict import CLASSES
+from pbxguard.audio.files import AudioError, read_audio
+from pbxguard.audio.format import samples_for
+from pbxguard.features.analysis import analyse
+from pbxguard.features.layout import WINDOW_MS
+from pbxguard.screener.verdict import CLASSES
 
 AUDIO_SUFFIXES = {".wav", ".ul", ".ulaw", ".al", ".alaw", ".sln", ".raw"}
 
@@ -50,7 +52,7 @@ def read_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> l
 
 def _features(path: Path) -> np.ndarray | None:
     try:
-        x = read_audio(path, min_seconds=WINDOW_MS / 1000)[: WINDOW_MS * SAMPLE_RATE // 1000]
+        x = read_audio(path, min_seconds=WINDOW_MS / 1000)[: samples_for(WINDOW_MS)]
     except AudioError:
         return None
     a = analyse(x)

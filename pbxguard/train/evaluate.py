@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
-from pbxguard.audio import AudioError, read_audio
-from pbxguard.policy import Policy
+from pbxguard.audio.files import AudioError, read_audio
+from pbxguard.policy.rules import Policy
 from pbxguard.screener import Screener
+from pbxguard.screener.verdict import CLASSES
 from pbxguard.train.dataset import read_labelled
-from pbxguard.verdict import CLASSES
 
 
 def run(folder: str | Path, screener: Screener, labels_csv: str | Path | None = None, policy: Policy | None = None) -> dict:

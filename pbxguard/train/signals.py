@@ -10,9 +10,9 @@ import numpy as np
 from scipy.signal import butter, lfilter, sosfilt
 
 from pbxguard.audio import g711
+from pbxguard.audio.format import SAMPLE_RATE
 from pbxguard.features.tones import CADENCES, SIT_FIRST, SIT_SECOND, SIT_THIRD, Cadence
 
-RATE = 8000
 FULL_SCALE = 32768.0
 
 def db_to_amplitude(dbfs: float) -> float:
@@ -26,7 +26,7 @@ def set_rms(x: np.ndarray, dbfs: float) -> np.ndarray:
 
 
 def sinusoids(freqs: tuple[float, ...], n: int, rng: np.random.Generator) -> np.ndarray:
-    t = np.arange(n) / RATE
+    t = np.arange(n) / SAMPLE_RATE
     return sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) for f in freqs) / np.sqrt(len(freqs) / 2)
 
 
@@ -36,7 +36,7 @@ def gate(n: int, pattern_ms: tuple[tuple[float, float], ...] | None, offset_ms: 
         return np.ones(n)
     cycle = [d for pair in pattern_ms for d in pair]
     edges = np.cumsum([0.0, *cycle])
-    t = (np.arange(n) * 1000.0 / RATE + offset_ms) % edges[-1]
+    t = (np.arange(n) * 1000.0 / SAMPLE_RATE + offset_ms) % edges[-1]
     segment = np.searchsorted(edges, t, side="right") - 1
     on = (segment % 2 == 0).astype(np.float64)
     ramp = np.hanning(33)[:16]
@@ -78,9 +78,9 @@ def sit_tone(n: int, rng: np.random.Generator, level_dbfs: float, start_ms: floa
     x = np.zeros(n)
     freqs = [float(rng.choice([float(f) for f in SIT_FIRST])), float(rng.choice([float(f) for f in SIT_SECOND])), float(SIT_THIRD)]
     lengths = [float(rng.choice([274.0, 380.0])) for _ in range(3)]
-    pos = int(start_ms * RATE / 1000)
+    pos = int(start_ms * SAMPLE_RATE / 1000)
     for f, ms in zip(freqs, lengths):
-        m = int(ms * RATE / 1000)
+        m = int(ms * SAMPLE_RATE / 1000)
         seg = sinusoids((f,), m, rng) * db_to_amplitude(level_dbfs) * gate(m, ((ms - 1, 1),), 0)
         x[pos : pos + m] = seg[: max(0, min(m, n - pos))]
         pos += m
@@ -90,16 +90,16 @@ def sit_tone(n: int, rng: np.random.Generator, level_dbfs: float, start_ms: floa
 def v21_flags(n: int, rng: np.random.Generator, level_dbfs: float) -> np.ndarray:
     """V.21 channel 2 HDLC flags (0x7E) at 300 bit/s: phase-continuous FSK, 1650 Hz mark, 1850 Hz space."""
     bits = np.tile([0, 1, 1, 1, 1, 1, 1, 0], n // 200 + 2)
-    per_bit = RATE / 300.0
+    per_bit = SAMPLE_RATE / 300.0
     index = (np.arange(n) / per_bit).astype(int)
     freq = np.where(bits[index] == 1, 1650.0, 1850.0)
-    phase = 2 * np.pi * np.cumsum(freq) / RATE + rng.uniform(0, 2 * np.pi)
+    phase = 2 * np.pi * np.cumsum(freq) / SAMPLE_RATE + rng.uniform(0, 2 * np.pi)
     return np.sin(phase) * np.sqrt(2) * db_to_amplitude(level_dbfs)
 
 
 def beep(n: int, rng: np.random.Generator, level_dbfs: float) -> tuple[np.ndarray, dict]:
     freq = float(rng.uniform(450, 2000))
-    return sinusoids((freq,), n, rng) * db_to_amplitude(level_dbfs) * gate(n, ((n * 1000 / RATE - 1, 1),), 0), {
+    return sinusoids((freq,), n, rng) * db_to_amplitude(level_dbfs) * gate(n, ((n * 1000 / SAMPLE_RATE - 1, 1),), 0), {
         "beep_hz": round(freq, 1)}
 
 
@@ -119,7 +119,7 @@ def coloured_noise(n: int, rng: np.random.Generator, colour: str) -> np.ndarray:
 
 def hum(n: int, rng: np.random.Generator, mains_hz: float) -> np.ndarray:
     """Unit-RMS mains hum: the fundamental and a few odd harmonics with random weights."""
-    t = np.arange(n) / RATE
+    t = np.arange(n) / SAMPLE_RATE
     x = sum(rng.uniform(0.1, 1.0) / k * np.sin(2 * np.pi * mains_hz * k * t + rng.uniform(0, 6.3)) for k in (1, 2, 3, 5, 7))
     return x / (np.sqrt(np.mean(x**2)) + 1e-12)
 
@@ -139,7 +139,7 @@ def dead_air(n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         params["mains_hz"] = mains
     elif kind == "comfort":  # RFC 3389 comfort noise: spectrally shaped noise whose level steps every 20 ms
         low = float(rng.uniform(100, 1500))
-        sos = butter(2, [low, float(rng.uniform(low + 500, 3800))], btype="bandpass", fs=RATE, output="sos")
+        sos = butter(2, [low, float(rng.uniform(low + 500, 3800))], btype="bandpass", fs=SAMPLE_RATE, output="sos")
         x = sosfilt(sos, rng.standard_normal(n))
         x *= np.repeat(10 ** (rng.normal(0, 1.0, n // 160 + 1) / 20), 160)[:n]
     else:
@@ -162,6 +162,7 @@ def digital_silence(n: int, rng: np.random.Generator, dither: np.ndarray | None 
     elif kind == "dc":
         x = np.full(n, float(rng.choice([-3, -2, -1, 1, 2, 3, 4])))
     else:
+        assert dither is not None  # "dither" is drawn only when one is given
         reps = int(np.ceil(n / len(dither)))
         x = np.tile(dither, reps)[:n].astype(np.float64)
     return x, {"kind": kind}

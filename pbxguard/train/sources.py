@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
-from pbxguard.audio import AudioError, read_audio
+from pbxguard.audio.files import AudioError, read_audio
 
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en")
 ASTERISK_MOH = Path("/usr/share/asterisk/moh")
@@ -90,13 +90,15 @@ def _load(paths: list[Path], group: str, root: Path, trim_silence: bool = True) 
 
 def natural_speech() -> list[Source]:
     """Recorded human speech: Asterisk prompts, pocketsphinx test utterances, codec2 test voices."""
-    sources = _load([p for p in ASTERISK_SOUNDS.glob("*.wav")], "asterisk", ASTERISK_SOUNDS)
     sphinx = list(POCKETSPHINX_DATA.rglob("*.wav")) + list(POCKETSPHINX_DATA.rglob("*.raw"))
-    sources += _load(sphinx, "pocketsphinx", POCKETSPHINX_DATA)
-    sources += _load([p for p in CODEC2_SPEECH if p.exists()], "codec2", Path("/usr/share/codec2"))
-    if not sources:
-        raise FileNotFoundError("no speech sources: install asterisk-core-sounds-en-wav, pocketsphinx-testdata and "
-                                "codec2-examples (bash .ci/setup)")
+    groups = (("asterisk", list(ASTERISK_SOUNDS.glob("*.wav")), ASTERISK_SOUNDS, "asterisk-core-sounds-en-wav and asterisk-core-sounds-en"),
+              ("pocketsphinx", sphinx, POCKETSPHINX_DATA, "pocketsphinx-testdata"),
+              ("codec2", [p for p in CODEC2_SPEECH if p.exists()], Path("/usr/share/codec2"), "codec2-examples"))
+    sources = []
+    for group, paths, root, package in groups:
+        if not paths:  # a corpus quietly built without one of its sources is a different corpus
+            raise FileNotFoundError(f"no {group} speech in {root}: install the Debian package(s) {package} (bash .ci/setup)")
+        sources += _load(paths, group, root)
     return sources
 
 

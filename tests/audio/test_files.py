@@ -3,7 +3,8 @@ import struct
 import numpy as np
 import pytest
 
-from pbxguard.audio import AudioError, g711, read_audio, write_wav
+from pbxguard.audio import g711
+from pbxguard.audio.files import AudioError, read_audio, write_wav
 
 
 def wav_bytes(samples: bytes, rate=8000, channels=1, bits=16, tag=1) -> bytes:

@@ -4,7 +4,7 @@ import pytest
 from pbxguard.audio import g711
 from pbxguard.features.levels import measure_levels
 from pbxguard.train import signals, sources
-from tests.conftest import seconds
+from tests.signals import seconds
 
 
 @pytest.mark.parametrize("samples", [

@@ -3,7 +3,7 @@ import pytest
 
 from pbxguard.features.analysis import analyse
 from pbxguard.train import sources
-from tests.conftest import seconds, through_line
+from tests.signals import seconds, through_line
 
 
 def prompt(name):

@@ -4,7 +4,7 @@ import pytest
 from pbxguard.features.analysis import analyse
 from pbxguard.features.tones import CADENCES
 from pbxguard.train import signals, sources
-from tests.conftest import seconds, through_line
+from tests.signals import seconds, through_line
 
 CADENCE = {c.name: c for c in CADENCES}
 # Entry points into each cycle that put enough of the tone inside a 2 s window to prove it.

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pbxguard.audio import read_audio
-from pbxguard.testing import FakeAsterisk
+from pbxguard.audio.files import read_audio
+from pbxguard.testing.asterisk import FakeAsterisk
 from tests.ops.conftest import WATCHDOG_USEC, RunningDaemon
 
 ROOT = Path(__file__).resolve().parents[2]

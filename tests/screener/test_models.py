@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from pbxguard.screener import ModelError, Screener
-from pbxguard.screener.models import MANIFEST, MODEL_FILE
+from pbxguard.screener.persist import MANIFEST, MODEL_FILE
 
 
 @pytest.fixture

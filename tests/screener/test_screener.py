@@ -4,12 +4,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pbxguard.audio import read_audio
+from pbxguard.audio.files import read_audio
 from pbxguard.features.tones import CADENCES
 from pbxguard.screener import Screener
+from pbxguard.screener.verdict import CLASSES
 from pbxguard.train import signals
-from pbxguard.verdict import CLASSES
-from tests.conftest import seconds, through_line
+from tests.signals import seconds, through_line
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "tests" / "examples"

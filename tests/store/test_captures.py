@@ -5,7 +5,7 @@ import uuid
 import numpy as np
 import pytest
 
-from pbxguard.audio import read_audio
+from pbxguard.audio.files import read_audio
 from pbxguard.store.captures import Captures
 
 

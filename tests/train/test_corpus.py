@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from pbxguard.audio import read_audio
+from pbxguard.audio.files import read_audio
 from pbxguard.features.levels import measure_levels
 from pbxguard.train import corpus
 

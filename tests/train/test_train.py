@@ -3,7 +3,7 @@ import json
 import shutil
 
 from pbxguard.screener import Screener
-from pbxguard.screener.models import MANIFEST, MODEL_FILE
+from pbxguard.screener.persist import MANIFEST, MODEL_FILE
 from pbxguard.train import evaluate, train
 
 

@@ -1,1 +1,0 @@
-"""PBX adapters: what a PBX's calls mean to the screening service. Protocol details stay in protocols/."""

@@ -1,0 +1,201 @@
+"""The FreeSWITCH side, run in its own process: an ESL outbound server that hands each call to the daemon.
+
+FreeSWITCH's dialplan sends the call here (`socket 127.0.0.1:8084 async full`). Per call: `connect`,
+`myevents`, `linger`; then the caller's input is recorded with `uuid_record` (RECORD_READ_ONLY=true,
+record_sample_rate set to the daemon's rate) into a raw file that grows as the call goes on. This process tails that file and
+streams it to the daemon as AudioSocket frames over the daemon's local relay socket, and relays an AGI
+session over the other one, exactly as `pbxguard-eagi` does for Asterisk: the daemon classifies with the
+same engine and policy and answers with `SET VARIABLE`, which becomes `uuid_setvar` (pbxguard_* in lower
+case, and amd_result/amd_cause as mod_amd names them). Then the recording is stopped and removed, and
+`resume` lets the dialplan go on when the socket closes.
+
+Why a growing file and not `record`: `record` blocks the session until its time limit, so nothing can be
+decided before the window ends; the file can be read 20 ms at a time and the call ended early on a proof.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid as uuidlib
+from pathlib import Path
+
+from pbxguard.audio.format import FRAME_MS, SAMPLE_RATE, SAMPLE_WIDTH
+from pbxguard.protocols import agi as agi_wire
+from pbxguard.protocols.audiosocket import KIND_SLIN, frame, uuid_frame
+from pbxguard.relays.contract import CALL_ID_HEADER, DEFAULT_RUNDIR, socket_paths
+
+log = logging.getLogger("pbxguard.freeswitch")
+
+POLL_S = FRAME_MS / 1000
+READ_BYTES = 3200  # at most 200 ms of audio per frame sent on
+DTMF_KEYS = "0123456789*#ABCD"
+NO_RECORDING_S = 1.0  # a recording that has not appeared by then never will
+RECORD_LIMIT_S = 10
+
+
+def fs_variable(name: str, value: str) -> tuple[str, str]:
+    """An AGI variable as FreeSWITCH knows it: pbxguard_* lower-case, AMD in mod_amd's words."""
+    if name == "AMDSTATUS":
+        return "amd_result", value
+    if name == "AMDCAUSE":
+        return "amd_cause", value.split("-", 1)[0]
+    return name.lower(), value
+
+
+class ScreeningCall:
+    """greenswitch application: one call, from `connect` to `resume`."""
+
+    rundir = DEFAULT_RUNDIR
+    recordings = os.path.join(DEFAULT_RUNDIR, "recordings")
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def alive(self) -> bool:
+        """Still connected and not hung up (with `linger`, a hangup leaves the socket connected)."""
+        return self.session.connected and self.session._outbound_connected
+
+    def run(self) -> None:
+        from gevent import joinall, spawn
+
+        s = self.session
+        data = s.session_data or {}
+        channel_uuid = data.get("Unique-ID") or data.get("variable_uuid") or ""
+        call_id = str(uuidlib.uuid4())
+        path = Path(self.recordings) / f"{call_id}.raw"
+        try:
+            s.myevents()
+            s.linger()
+            report = data.get("variable_pbxguard_report", "")
+            if report:  # the dialplan reporting a challenge outcome, not a call to screen
+                self._report(data, report)
+                return
+            agi_path, audio_path = socket_paths(self.rundir)
+            agi = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            agi.connect(agi_path)
+            audio = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            audio.connect(audio_path)
+            agi.sendall(self._environment(data, call_id))
+            audio.sendall(uuid_frame(call_id))
+            s.api(f"uuid_setvar {channel_uuid} RECORD_READ_ONLY true")
+            s.api(f"uuid_setvar {channel_uuid} record_sample_rate {SAMPLE_RATE}")
+            s.api(f"uuid_record {channel_uuid} start {path} {RECORD_LIMIT_S}")
+            joinall([spawn(self._pump, path, audio), spawn(self._commands, agi, channel_uuid)])
+            if self.alive():
+                s.api(f"uuid_record {channel_uuid} stop {path}")
+                s.send("resume")
+        except OSError as exc:  # the daemon is not there: the dialplan's missing variables bridge the call
+            log.warning("freeswitch: call %s not screened: %s", channel_uuid, exc)
+        except Exception as exc:  # a hangup (the session has gone away) or a timeout: nothing to set
+            log.info("freeswitch: call %s ended before it was screened: %s", channel_uuid, exc.__class__.__name__)
+        finally:
+            path.unlink(missing_ok=True)
+            s.stop()
+
+    def _environment(self, data: dict, call_id: str) -> bytes:
+        mode = data.get("variable_pbxguard_mode") or "inbound"
+        window = data.get("variable_pbxguard_window_ms") or "2000"
+        return agi_wire.encode_environment({
+            agi_wire.SCRIPT: "screen", "agi_channel": data.get("Channel-Name", ""),
+            "agi_uniqueid": data.get("Unique-ID", ""), "agi_callerid": data.get("Caller-Caller-ID-Number", ""),
+            "agi_extension": data.get("Caller-Destination-Number", ""), "agi_arg_1": mode, "agi_arg_2": window,
+            CALL_ID_HEADER: call_id,
+        })
+
+    def _pump(self, path: Path, audio: socket.socket) -> None:
+        """Tail the growing recording into AudioSocket frames until the daemon closes or the call ends."""
+        import select
+
+        deadline = time.monotonic() + NO_RECORDING_S
+        while not path.exists():
+            if time.monotonic() > deadline or not self.alive():
+                log.warning("freeswitch: recording %s never appeared", path.name)
+                audio.close()  # the daemon gets no audio and answers with fail-open variables
+                return
+            time.sleep(POLL_S)
+        with open(path, "rb") as f:
+            pending = b""
+            while self.alive():
+                readable, _, _ = select.select([audio], [], [], 0)
+                if readable and not _recv_or_closed(audio):
+                    break  # the daemon has its verdict
+                chunk = f.read(READ_BYTES)
+                if not chunk:
+                    time.sleep(POLL_S)
+                    continue
+                chunk, pending = pending + chunk, b""
+                whole = len(chunk) - len(chunk) % SAMPLE_WIDTH
+                chunk, pending = chunk[:whole], chunk[whole:]
+                try:
+                    audio.sendall(frame(KIND_SLIN, chunk))
+                except OSError:
+                    break
+        audio.close()
+
+    def _commands(self, agi: socket.socket, channel_uuid: str) -> None:
+        """The daemon's AGI commands become uuid_setvar; each gets the reply Asterisk would give."""
+        reader = agi.makefile("rb")
+        try:
+            for raw in reader:
+                variable = agi_wire.parse_set_variable(raw.decode().rstrip("\n"))
+                if variable is None:
+                    reply = agi_wire.REPLY_INVALID
+                else:
+                    name, value = fs_variable(*variable)
+                    ok = self.session.api(f"uuid_setvar {channel_uuid} {name} {value}").startswith("+OK")
+                    reply = agi_wire.REPLY_OK if ok else agi_wire.REPLY_DEAD_CHANNEL
+                agi.sendall((reply + "\n").encode())
+        except Exception:  # the caller hung up while we were setting variables: the daemon sees EOF
+            pass
+        finally:
+            agi.close()
+
+    def _report(self, data: dict, outcome: str) -> None:
+        # The call id is pbxguard's own uuid, nothing else; greenswitch folds a following empty variable into a
+        # value, so only the first line counts. The digits are digits.
+        call_id = data.get("variable_pbxguard_call_id", "").split("\n", 1)[0].strip()
+        pressed = "".join(ch for ch in data.get("variable_pbxguard_pressed", "").split("\n", 1)[0] if ch in DTMF_KEYS)
+        args = [call_id, outcome.split("\n", 1)[0].strip(), pressed]
+        agi = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        agi.connect(socket_paths(self.rundir)[0])
+        agi.sendall(agi_wire.encode_environment({agi_wire.SCRIPT: "challenge",
+                                                 **{f"agi_arg_{i}": a for i, a in enumerate(args, 1)}}))
+        agi.recv(64)  # closed by the daemon once recorded
+        agi.close()
+        self.session.send("resume")
+
+
+def _recv_or_closed(sock: socket.socket) -> bytes:
+    """What the daemon sent; b"" once it closed (a close with our audio still unread arrives as a reset)."""
+    try:
+        return sock.recv(64)
+    except OSError:
+        return b""
+
+
+def serve(host: str, port: int, rundir: str, recordings: str, command_timeout: float, status) -> None:
+    """The child process: patch this process for gevent, then serve until terminated.
+
+    `status` is a pipe: "ok" once bound, or the error that stopped it.
+    """
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+
+    from pbxguard.protocols.esl import OutboundServer
+
+    os.makedirs(recordings, exist_ok=True)
+    ScreeningCall.rundir, ScreeningCall.recordings = rundir, recordings
+    server = OutboundServer(host, port, ScreeningCall, command_timeout)
+    listener = gevent.spawn(server.listen)
+    ready = gevent.spawn(server.bound.wait)
+    gevent.joinall([listener, ready], count=1)
+    if listener.dead and listener.exception is not None:
+        status.send(str(listener.exception))
+        return
+    status.send(f"ok {server.bound_port}")
+    listener.join()

@@ -1,0 +1,69 @@
+"""Model files: the manifest, the sha256 pin, and loading.
+
+joblib files are pickles, and unpickling runs code: every file is hashed and compared with the folder's
+manifest.json before it is opened, and a mismatch is refused. The shipped models are package data
+(`pbxguard/models/`), so an installed wheel finds them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import joblib
+import sklearn
+
+from pbxguard.features.layout import layout
+from pbxguard.screener.estimators import ScreenerModel
+
+MANIFEST = "manifest.json"
+MODEL_FILE = "screener.joblib"
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+class ModelError(RuntimeError):
+    """Model files missing, tampered with, or for another scikit-learn."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(models_dir: Path) -> dict:
+    path = Path(models_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no model manifest (train one with 'pbxguard train')") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: manifest is not valid JSON ({exc})") from None
+
+
+def load_pinned(models_dir: Path, name: str = MODEL_FILE) -> tuple[ScreenerModel, dict]:
+    """Unpickle models_dir/name only if its sha256 matches the manifest and sklearn's version matches."""
+    models_dir = Path(models_dir)
+    manifest = read_manifest(models_dir)
+    entry = manifest.get("files", {}).get(name)
+    if entry is None:
+        raise ModelError(f"{models_dir / MANIFEST}: does not list {name}")
+    path = models_dir / name
+    if not path.exists():
+        raise ModelError(f"{path}: model file missing")
+    actual = sha256_of(path)
+    if actual != entry["sha256"]:
+        raise ModelError(f"{path}: sha256 {actual} does not match the manifest ({entry['sha256']}); refusing to unpickle it")
+    wanted = manifest.get("sklearn_version")
+    if wanted and wanted != sklearn.__version__:
+        raise ModelError(f"{path}: trained with scikit-learn {wanted}, this is {sklearn.__version__}; retrain or install {wanted}")
+    if manifest.get("layout") != layout():  # checked before unpickling: a stale model is not even opened
+        raise ModelError(f"{path}: trained on feature layout {manifest.get('layout')}, this pbxguard computes {layout()}; "
+                         "retrain with 'pbxguard train'")
+    model = joblib.load(path)
+    if not isinstance(model, ScreenerModel) or dict(model.layout) != layout():
+        raise ModelError(f"{path}: not a ScreenerModel for this feature layout; retrain with 'pbxguard train'")
+    return model, manifest

@@ -1,0 +1,142 @@
+"""The screening service, whatever the PBX: what the AGI routes `screen`, `challenge` and `check` do.
+
+Asterisk reaches it over FastAGI (`agi://HOST:4573/screen`) and AudioSocket; the EAGI and FreeSWITCH relays
+reach the same routes over the daemon's local sockets, with the audio coming another way.
+
+screen (AGI arguments: inbound|outbound, window ms): make a call id (uuid4), ask Asterisk to stream the
+caller's audio with `EXEC AudioSocket "<id>,<our address>"` (a relayed call brings its own id and audio),
+let the audio side feed the call until the verdict is ready (then it closes the socket and AudioSocket()
+returns), and set the channel variables. If the caller hangs up first, nothing is set and the call is
+logged as abandoned. If anything else goes wrong the variables say BRIDGE: pbxguard fails open.
+
+challenge (AGI arguments: call id, PASS|FAIL, digits pressed): the Turing test's outcome, reported by the
+dialplan; failed challenges are the labels for retraining.
+
+check (before the call is answered): the caller-ID lists. Sets PBXGUARD_LIST to DENY (the dialplan
+rejects the call unanswered), ALLOW (screening is skipped) or NONE.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from pbxguard.config import Config
+from pbxguard.policy.callerid import DENY, Caller, CallerIndex
+from pbxguard.policy.callers import CallerRules
+from pbxguard.policy.rules import Decision, Policy
+from pbxguard.protocols import agi
+from pbxguard.protocols.fastagi import AGIError, FastAGIRequest
+from pbxguard.relays.contract import CALL_ID_HEADER
+from pbxguard.screener import CLASSES, Verdict
+from pbxguard.service import calls
+from pbxguard.service.calls import CallRegistry
+from pbxguard.service.channel_vars import INBOUND, OUTBOUND, channel_variables, fail_open_variables
+from pbxguard.service.recorder import Recorder
+from pbxguard.store.record import CallRecord
+
+log = logging.getLogger("pbxguard.screening")
+
+AUDIO_GRACE_S = 3.0  # beyond the window: AudioSocket connects and its first frames arrive
+
+
+class ScreeningService:
+    def __init__(self, registry: CallRegistry, recorder: Recorder, config: Config) -> None:
+        self.registry = registry
+        self.recorder = recorder
+        self.callers = CallerIndex(config.callerid.region)
+        self.audiosocket_address = config.audiosocket.advertise
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> None:
+        """The settings a reload may change while calls are in progress: policy and caller-ID rules."""
+        self.policy = Policy(config.policy.rules, config.policy.low_confidence_action)
+        c = config.callerid
+        self.caller_rules = CallerRules(c.anonymous_action, c.max_calls_per_minute, c.rate_action)
+        self.callers.region = c.region
+
+    def routes(self) -> dict[str, Callable[[FastAGIRequest], Awaitable[None]]]:
+        return {"screen": self.screen, "challenge": self.challenge, "check": self.check}
+
+    async def _caller(self, request: FastAGIRequest) -> Caller:
+        return self.callers.classify(request.headers.get("agi_callerid", ""), await self.recorder.lists())
+
+    @staticmethod
+    def _details(request: FastAGIRequest, call_id: str, mode: str = "") -> CallRecord:
+        headers = request.headers
+        return CallRecord(call_id, status="", channel=headers.get("agi_channel", ""),
+                          uniqueid=headers.get("agi_uniqueid", ""), caller=headers.get("agi_callerid", ""),
+                          called=headers.get("agi_extension", ""), mode=mode)
+
+    async def check(self, request: FastAGIRequest) -> None:
+        caller = await self._caller(request)
+        listed = (caller.listed or "none").upper()
+        if caller.listed:
+            status = "denied" if caller.listed == DENY else "allowed"
+            record = self._details(request, str(uuid.uuid4())).with_(status=status, reason=f"{listed}_LIST")
+            await self.recorder.call(record, caller)
+        await self._set(request, {"PBXGUARD_LIST": listed})
+
+    async def screen(self, request: FastAGIRequest) -> None:
+        args = request.args
+        mode = args[0].lower() if args and args[0].lower() in (INBOUND, OUTBOUND) else INBOUND
+        window = int(args[1]) if len(args) > 1 and args[1].isdigit() else None
+        relayed = request.headers.get(CALL_ID_HEADER)  # a relay's call: the audio comes from the relay
+        call_id = relayed or str(uuid.uuid4())
+        call = self.registry.open(self._details(request, call_id, mode), window)
+        caller = await self._caller(request)
+        try:
+            if relayed:
+                reply = {}
+                verdict = await calls.outcome(call, timeout=call.window_ms / 1000 + AUDIO_GRACE_S)
+            else:
+                reply = await request.send_command(f'EXEC AudioSocket "{call_id},{self.audiosocket_address}"',
+                                                   timeout=call.window_ms / 1000 + AUDIO_GRACE_S)
+                verdict = await calls.outcome(call, timeout=0.5 if call.outcome.done() else AUDIO_GRACE_S)
+            if request.hung_up or reply.get("error") == "AGIAppError" or (verdict is None and call.audio_started):
+                await self.recorder.call(self._record(call, None, None, "abandoned"), caller)
+                return
+            if verdict is None:
+                await self.recorder.call(self._record(call, None, None, "no_audio"), caller)
+                await self._set(request, fail_open_variables(call_id, "NO_AUDIO"))
+                return
+            decision = self.policy.decide(verdict, self.caller_rules.signals(caller))
+            variables = channel_variables(verdict, decision, call_id, mode)
+            window_end = time.monotonic()
+            # Committed before the verdict is sent: a crash after this loses no call whose verdict went out.
+            await self.recorder.call(self._record(call, verdict, decision, "screened"), caller, call.stream.samples)
+            await self._set(request, variables)
+            self.recorder.metrics.latency.observe(time.monotonic() - window_end)
+        except AGIError as exc:
+            await self.recorder.call(self._record(call, None, None, "agi_error", error=str(exc)), caller)
+            raise
+        finally:
+            self.registry.close(call_id)
+
+    async def _set(self, request: FastAGIRequest, variables: dict[str, str]) -> None:
+        for name, value in variables.items():
+            await request.send_command(agi.set_variable(name, value))
+
+    @staticmethod
+    def _record(call: calls.Call, verdict: Verdict | None, decision: Decision | None, status: str,
+                error: str = "") -> CallRecord:
+        record = call.record.with_(status=status, audio_ms=call.stream.received_ms, error=error)
+        if verdict is not None:
+            record = record.with_(verdict=verdict.label, confidence=round(verdict.confidence, 4),
+                                  scores={c: round(verdict.scores[c], 4) for c in CLASSES},
+                                  decided_ms=verdict.decided_ms, model=verdict.model,
+                                  speech_ms=verdict.evidence.get("speech_ms"))
+        if decision is not None:
+            record = record.with_(action=decision.action, reason=decision.reason)
+        return record
+
+    async def challenge(self, request: FastAGIRequest) -> None:
+        args = request.args + ["", "", ""]
+        call_id, result, pressed = args[0], args[1].upper(), args[2]
+        if result not in ("PASS", "FAIL"):
+            log.warning("challenge report for %s with result %r (expected PASS or FAIL)", call_id, args[1])
+            return
+        if not await self.recorder.challenge(call_id, result, pressed):
+            log.warning("challenge report for unknown call %s", call_id)

@@ -1,0 +1,34 @@
+import pytest
+
+from pbxguard.policy.callerid import CallerIDError, CallerIndex, list_pattern, normalise
+
+
+@pytest.mark.parametrize("raw, region, e164", [
+    ("+1 (202) 555-0143", "US", "+12025550143"),
+    ("2025550143", "US", "+12025550143"),
+    ("020 7946 0958", "GB", "+442079460958"),
+    ("anonymous", "US", None), ("", "US", None), ("123", "US", None), ("not a number", "US", None),
+])
+def test_normalise(raw, region, e164):
+    assert normalise(raw, region) == e164
+
+
+def test_list_patterns():
+    assert list_pattern("(202) 555-0143") == "+12025550143"
+    assert list_pattern("+1202*") == "+1202*"
+    for bad in ("12345", "1202*", "+*", "+12a*"):
+        with pytest.raises(CallerIDError):
+            list_pattern(bad)
+
+
+def test_lists_and_rates():
+    index = CallerIndex("US")
+    lists = [("allow", "+1202*", ""), ("deny", "+12025550143", "")]
+    assert index.classify("2025550143", lists, now=0.0).listed == "deny"  # deny wins over an allowed prefix
+    assert index.classify("2025550199", lists, now=0.0).listed == "allow"
+    assert index.classify("anonymous", lists, now=0.0).anonymous
+    for t in range(10):
+        caller = index.classify("+13125550100", [], now=float(t))
+    assert caller.calls_last_minute == 10
+    assert index.classify("+13125550100", [], now=100.0).calls_last_minute == 1
+    assert caller.masked() == "+131*****100" and "5550" not in caller.masked()

@@ -1,0 +1,122 @@
+"""The FreeSWITCH path end to end: a fake FreeSWITCH (wire format from the facts file) against the ESL
+server process, which relays to the real daemon."""
+
+import asyncio
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pbxguard.testing.asterisk import FakeAsterisk
+from pbxguard.testing.freeswitch import freeswitch_call
+from tests.daemon import Daemon
+
+DIALPLAN = Path(__file__).resolve().parents[2] / "dialplan" / "freeswitch"
+
+
+@pytest.fixture(scope="module")
+def fs_daemon(tmp_path_factory):
+    d = Daemon(freeswitch={"enabled": True, "port": 0, "recordings": str(tmp_path_factory.mktemp("recordings"))})
+    d.esl_port = d.server.freeswitch_port
+    yield d
+    d.stop()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_same_verdicts_as_the_asterisk_path(fs_daemon, calls_audio):
+    async def both(audio):
+        fs = await freeswitch_call("127.0.0.1", fs_daemon.esl_port, audio)
+        ast = await FakeAsterisk("127.0.0.1", fs_daemon.agi_port).call(audio)
+        return fs, ast
+
+    for kind, action in (("live", "BRIDGE"), ("dead_air", "CHALLENGE"), ("fax", "HANGUP")):
+        fs, ast = run(both(calls_audio[kind]))
+        assert fs.variables["pbxguard_action"] == ast.variables["PBXGUARD_ACTION"] == action
+        assert fs.variables["pbxguard_verdict"] == ast.variables["PBXGUARD_VERDICT"]
+        assert fs.variables["amd_result"] == ast.variables["AMDSTATUS"]
+        assert fs.variables["amd_cause"] == ast.variables["AMDCAUSE"].split("-")[0]  # mod_amd's bare cause
+        assert fs.variables["RECORD_READ_ONLY"] == "true" and fs.variables["record_sample_rate"] == "8000"
+        assert any(c.startswith("api uuid_record") and " stop " in c for c in fs.commands)
+        assert fs.commands[-2:] == ["resume", "exit"]
+    assert not list(Path(fs_daemon.server.config.freeswitch.recordings).iterdir())  # recordings removed
+
+
+def test_caller_hangup_mid_recording(fs_daemon, calls_audio):
+    call = run(freeswitch_call("127.0.0.1", fs_daemon.esl_port, calls_audio["live"], hangup_after_ms=600))
+    assert call.agistatus == "HANGUP"
+    assert not any(k.startswith("pbxguard_") for k in call.variables)
+    assert fs_daemon.records[-1].status == "abandoned"
+
+
+def test_recording_that_never_appears_fails_open(fs_daemon, calls_audio):
+    call = run(freeswitch_call("127.0.0.1", fs_daemon.esl_port, calls_audio["live"], never_record=True))
+    assert (call.variables["pbxguard_action"], call.variables["pbxguard_reason"]) == ("BRIDGE", "NO_AUDIO")
+
+
+def test_garbage_and_half_open_connections_leave_other_calls_alone(fs_daemon, calls_audio):
+    async def bad_client(data: bytes, hold: float) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", fs_daemon.esl_port)
+        await reader.readuntil(b"\n\n")  # our "connect"
+        writer.write(data)
+        await writer.drain()
+        await asyncio.sleep(hold)
+        writer.close()
+
+    async def scenario():
+        bad = asyncio.gather(
+            bad_client(b"this is not ESL at all\n\n\x00\xff\n\n", 0.5),
+            bad_client(b"Content-Type: command/reply\nReply-Text: +OK\n", 0.2),  # half a reply, then gone
+            bad_client(b"", 3.0),  # says nothing
+            bad_client(b"Content-Type: text/disconnect-notice\nContent-Length: 30\n\nDisconnected, goodbye.\nBye!!!\n", 0.5),
+        )
+        good = await asyncio.gather(*(freeswitch_call("127.0.0.1", fs_daemon.esl_port, calls_audio[k])
+                                      for k in ("live", "dead_air", "fax")))
+        await bad
+        return good
+
+    live, dead_air, fax = run(scenario())
+    assert [c.variables["pbxguard_action"] for c in (live, dead_air, fax)] == ["BRIDGE", "CHALLENGE", "HANGUP"]
+
+
+def test_challenge_outcome_is_reported_through_the_socket(fs_daemon, calls_audio):
+    screened = run(freeswitch_call("127.0.0.1", fs_daemon.esl_port, calls_audio["dead_air"]))
+    call_id = screened.variables["pbxguard_call_id"]
+    report = run(freeswitch_call("127.0.0.1", fs_daemon.esl_port, calls_audio["dead_air"][:0],
+                                 variables={"pbxguard_report": "FAIL", "pbxguard_call_id": call_id, "pbxguard_pressed": ""}))
+    assert "resume" in report.commands
+    logged = fs_daemon.call_log().call(call_id)
+    assert (logged.challenge, logged.label) == ("FAIL", "silence")
+
+
+def test_dialplan_routes_every_action_and_falls_open():
+    entry = ET.parse(DIALPLAN / "public" / "00_pbxguard.xml").getroot()
+    actions = [(a.get("application"), a.get("data")) for a in entry.iter("action")]
+    assert ("socket", "127.0.0.1:8084 async full") in actions
+    assert ("transfer", "pbxguard_route_${pbxguard_action} XML pbxguard") in actions
+    context = ET.parse(DIALPLAN / "pbxguard.xml").getroot().find("context")
+    patterns = {ext.get("name"): ext.find("condition").get("expression") for ext in context.iter("extension")}
+
+    def route(target: str) -> str:
+        matched = [name for name, rx in patterns.items() if re.fullmatch(rx, target)]
+        assert len(matched) == 1, (target, matched)
+        return matched[0]
+
+    assert route("pbxguard_route_BRIDGE") == route("pbxguard_route_") == "pbxguard-bridge"  # missing: fail open
+    assert route("pbxguard_route_HANGUP") == "pbxguard-hangup"
+    assert route("pbxguard_route_CHALLENGE") == "pbxguard-challenge"
+    assert route("pbxguard_result_7") == "pbxguard-challenge-passed"
+    assert route("pbxguard_result_") == "pbxguard-challenge-failed"
+
+
+def test_bind_failure_is_a_clear_startup_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match=f"freeswitch: cannot listen on 127.0.0.1:{taken.getsockname()[1]}"):
+            Daemon(freeswitch={"enabled": True, "port": taken.getsockname()[1], "recordings": str(tmp_path)})

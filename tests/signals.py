@@ -1,0 +1,19 @@
+"""Test signals: clean signals through the telephone channel, and durations in samples."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pbxguard.audio.format import SAMPLE_RATE
+from pbxguard.train import channel
+
+
+def through_line(x: np.ndarray, rng: np.random.Generator, law: str = "ulaw", noise_dbfs: float = -65.0) -> np.ndarray:
+    """A clean test signal through the telephone channel: band limit, line noise, G.711."""
+    line = channel.ChannelDraw(law=law, low_hz=300, high_hz=3400, noise_dbfs=noise_dbfs, noise_colour="white",
+                               hum_dbfs=-200.0, mains_hz=50.0, agc_db=0.0, dc=0.0, loss_rate=0.0)
+    return channel.apply(x, line, rng)
+
+
+def seconds(s: float) -> int:
+    return int(s * SAMPLE_RATE)
