@@ -61,3 +61,38 @@ def captured_audio(trace: str = "audiosocket_01_app_close.bin") -> np.ndarray:
     return np.frombuffer(b"".join(p for kind, p in frames(trace) if kind == KIND_SLIN), dtype="<i2")
 
 
+
+
+def fastagi_session(trace: str = "fastagi_02_holdopen.bin") -> tuple[bytes, list[bytes]]:
+    """A recorded FastAGI session, Asterisk's side: the environment block and, per command it answered,
+    the bytes it sent back (an unprompted `HANGUP` line goes with the reply it followed)."""
+    data = (TRACES / trace).read_bytes()
+    end = data.index(b"\n\n") + 2
+    replies: list[bytes] = []
+    for line in data[end:].splitlines(keepends=True):
+        if line.startswith(b"HANGUP") and replies:
+            replies[-1] += line
+        else:
+            replies.append(line)
+    return data[:end], replies
+
+
+async def replay_asterisk(host: str, port: int, trace: str = "fastagi_02_holdopen.bin") -> list[str]:
+    """Be the Asterisk of a recorded FastAGI session: its header, then its replies in order, one per
+    command received. Returns the commands."""
+    import asyncio
+
+    header, replies = fastagi_session(trace)
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(header)
+    commands = []
+    for reply in replies:
+        line = await reader.readline()
+        if not line:
+            break
+        commands.append(line.decode().rstrip("\n"))
+        writer.write(reply)
+        await writer.drain()
+    await reader.read()
+    writer.close()
+    return commands

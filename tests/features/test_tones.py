@@ -1,3 +1,5 @@
+import zlib
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,7 @@ def tone_clip(name, offset_ms, level, law, rng, **kwargs):
 @pytest.mark.parametrize("level", [-10.0, -30.0, -45.0])
 @pytest.mark.parametrize("law", ["ulaw", "alaw"])
 def test_on_spec_tones_are_proven(name, offset, level, law):
-    rng = np.random.default_rng(abs(hash((name, level, law))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{name} {level} {law}".encode()))  # the same draw every run
     events = analyse(tone_clip(name, offset, level, law, rng)).tone_events
     assert events, f"{name} at {level} dBFS ({law}) not proven"
     assert events[0].name == name or {events[0].name, name} <= {"busy_uk", "congestion_uk"}

@@ -6,7 +6,7 @@ import contextlib
 import pytest
 
 from pbxguard.protocols.fastagi import AGIClosed, AGITimeout, FastAGIApplication
-from pbxguard.testing.replay import agi_environment
+from pbxguard.testing.replay import agi_environment, replay_asterisk
 
 
 async def serve(route, allowed=lambda ip: True, **kwargs):
@@ -182,3 +182,29 @@ def test_allow_list_refuses_before_reading():
 
     assert asyncio.run(main()) == b""
     assert asked == ["127.0.0.1"] and reached == []
+
+
+def test_a_recorded_session_with_a_hangup_mid_command_replays_in_step():
+    # Asterisk 22.10.1, caller hung up during WAIT FOR DIGIT: `200 result=-1`, then `HANGUP` 41 ms later.
+    results = []
+
+    async def route(request):
+        for command in ("SET VARIABLE PBXGUARD_VERDICT MACHINE", "WAIT FOR DIGIT 15000", "GET VARIABLE PBXGUARD_VERDICT",
+                        'EXEC Verbose "after hangup"', "CHANNEL STATUS"):
+            results.append(await request.send_command(command))
+        results.append(request.hung_up)
+
+    async def main():
+        app = FastAGIApplication(command_timeout=2.0)
+        app.add_route("holdopen", route)
+        server = await asyncio.start_server(app.handler(lambda ip: True), "127.0.0.1", 0)
+        commands = await replay_asterisk("127.0.0.1", server.sockets[0].getsockname()[1])
+        server.close()
+        return commands
+
+    commands = asyncio.run(main())
+    assert len(commands) == 5
+    set_var, wait, get, verbose, status, hung_up = results
+    assert set_var["result"] == ("1", "") and wait["error"] == "AGIAppError"
+    assert get["result"] == ("1", "MACHINE")  # the HANGUP line was not taken for this reply
+    assert verbose["status_code"] == 200 and status["status_code"] == 511 and hung_up

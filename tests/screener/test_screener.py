@@ -29,7 +29,8 @@ def test_scores_cover_every_class(screener, small_corpus):
     verdict = screener.screen(read_audio(clip))
     assert set(verdict.scores) == set(CLASSES)
     assert sum(verdict.scores.values()) == pytest.approx(1.0)
-    assert 0.0 <= verdict.confidence <= 1.0
+    expected = max(verdict.scores.values()) if verdict.label == "unknown" else verdict.scores[verdict.label]
+    assert verdict.confidence == expected
     assert verdict.model.startswith("pbxguard-")
 
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from pbxguard.audio.files import read_audio
+from pbxguard.audio.format import SAMPLE_RATE
 from pbxguard.features.levels import measure_levels
 from pbxguard.train import corpus
 
@@ -20,8 +21,9 @@ def test_labels_and_layout(small_corpus):
     assert {r["class"] for r in rows} == set(corpus.CLASSES)
     for r in rows[::17]:
         x = read_audio(small_corpus / r["file"])
-        assert len(x) == int(corpus.CLIP_SECONDS * 8000)
-        assert json.loads(r["params"]) is not None
+        assert len(x) == int(corpus.CLIP_SECONDS * SAMPLE_RATE)
+        params = json.loads(r["params"])
+        assert isinstance(params, dict) and params, r["file"]  # every clip says how it was made
     for split in corpus.SPLITS:
         assert (small_corpus / split / "labels.csv").exists()
 
