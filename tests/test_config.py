@@ -42,3 +42,27 @@ def test_shipped_configuration_is_valid_and_equals_the_defaults():
 
     shipped = config.load(Path(__file__).resolve().parents[1] / "conf" / "pbxguard.yaml")
     assert shipped == config.load(None)
+
+
+def test_the_shipped_file_shows_every_setting():
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    shown = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "pbxguard.yaml").read_text())
+    for name, section in config.SECTIONS.items():
+        default = getattr(config.Config(), name)
+        assert name in shown, name
+        if dataclasses.is_dataclass(default):
+            fields = {f.name for f in dataclasses.fields(default)}
+            # engine.models defaults to the installed package's folder, so the file shows it as a comment
+            assert set(shown[name] or {}) | ({"models"} if name == "engine" else set()) == fields, name
+
+
+def test_with_makes_a_changed_copy_and_leaves_the_original():
+    base = config.load(None)
+    changed = base.with_(fastagi={"port": 0}, allow=("10.0.0.0/8",))
+    assert (changed.fastagi.port, changed.allow) == (0, ("10.0.0.0/8",))
+    assert (base.fastagi.port, base.allow) == (4573, ("127.0.0.0/8", "::1"))
+    assert base.changed_sections(changed) == ["fastagi", "allow"]

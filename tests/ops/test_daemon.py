@@ -86,6 +86,20 @@ def test_sighup_reloads_without_dropping_a_call(running_daemon):
     assert call(running_daemon).variables["PBXGUARD_ACTION"] == "CHALLENGE"
 
 
+def test_sighup_applies_a_new_allow_list_and_names_what_needs_a_restart(running_daemon):
+    assert call(running_daemon).variables["PBXGUARD_ACTION"] == "BRIDGE"
+    running_daemon.config["allow"] = ["192.0.2.0/24"]  # loopback no longer allowed
+    running_daemon.config["database"] = {**running_daemon.config["database"], "path": str(running_daemon.dir / "other.db")}
+    running_daemon.write_config()
+    running_daemon.process.send_signal(signal.SIGHUP)
+    assert running_daemon.wait_for("READY=1", 60)
+    refused = call(running_daemon)
+    assert refused.variables == {} and refused.commands == []  # dropped before a byte of its header was read
+    log = (running_daemon.dir / "daemon.log").read_text()
+    assert "reload: changed database take effect only after a restart" in log
+    assert not (running_daemon.dir / "other.db").exists()
+
+
 def test_sigterm_finishes_the_call_in_progress(running_daemon):
     async def during_stop():
         in_progress = asyncio.ensure_future(FakeAsterisk("127.0.0.1", running_daemon.agi_port).call(LIVE))
