@@ -3,7 +3,7 @@
 Asterisk reaches it over FastAGI (`agi://HOST:4573/screen`) and AudioSocket; the EAGI and FreeSWITCH relays
 reach the same routes over the daemon's local sockets, with the audio coming another way.
 
-screen (AGI arguments: inbound|outbound, window ms): make a call id (uuid4), ask Asterisk to stream the
+screen (AGI arguments: inbound|outbound, window ms, the dialled number): make a call id (uuid4), ask Asterisk to stream the
 caller's audio with `EXEC AudioSocket "<id>,<our address>"` (a relayed call brings its own id and audio),
 let the audio side feed the call until the verdict is ready (then it closes the socket and AudioSocket()
 returns), and set the channel variables. If the caller hangs up first, nothing is set and the call is
@@ -85,7 +85,10 @@ class ScreeningService:
         window = int(args[1]) if len(args) > 1 and args[1].isdigit() else None
         relayed = request.headers.get(CALL_ID_HEADER)  # a relay's call: the audio comes from the relay
         call_id = relayed or str(uuid.uuid4())
-        call = self.registry.open(self._details(request, call_id, mode), window)
+        details = self._details(request, call_id, mode)
+        if len(args) > 2 and args[2]:  # inside the Gosub the extension is `s`: the dialplan passes the number
+            details = details.with_(called=args[2])
+        call = self.registry.open(details, window)
         caller = await self._caller(request)
         try:
             if relayed:

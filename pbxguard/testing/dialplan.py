@@ -167,6 +167,7 @@ class Interpreter:
                 raise SyntaxError(f"Gosub({target}): expected context,extension,1(args)")
             self._run(channel, m.group(1), m.group(2), 0, split_args(m.group(3)) if m.group(3) else [])
         elif app == "Return":
+            channel.variables["GOSUB_RETVAL"] = args[0] if args else ""
             return "return"
         elif app == "Hangup":
             channel.hangup_cause = args[0] or "16"

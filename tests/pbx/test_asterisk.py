@@ -1,0 +1,180 @@
+"""Calls through a real Asterisk 22.10.1 running the shipped dialplan, screened by a real daemon.
+
+Each call is a Local channel: its `;2` side runs the shipped example inbound route (screen, then the shipped
+queue), its `;1` side is the caller, playing an opening and pressing a digit when told. What the route did
+is written by a hangup handler into a global that the test reads back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pbxguard.audio.files import read_audio, write_wav
+from tests.daemon import EXAMPLES, Daemon
+from tests.pbx.asterisk import ROOT, Asterisk
+
+SHIPPED = ROOT / "dialplan" / "asterisk"
+FIELDS = ("verdict", "action", "reason", "challenge", "member", "agistatus", "userfield", "call_id")
+
+TEST_CONTEXTS = r"""
+[test-route]
+; the inbound side: the shipped example route, with this call's caller ID and a record of what happened
+exten => _X.,1,Set(CHANNEL(hangup_handler_push)=test-outcome,s,1(${EXTEN}))
+ same => n,Set(CALLERID(num)=${CALLER_${EXTEN}})
+ same => n,Set(PBXGUARD_EAGI=${EAGI_${EXTEN}})
+ same => n,Goto(pbxguard-example-inbound,${EXTEN},1)
+
+[test-outcome]
+exten => s,1,Set(GLOBAL(OUTCOME_${ARG1})=${PBXGUARD_VERDICT}|${PBXGUARD_ACTION}|${PBXGUARD_REASON}|${PBXGUARD_CHALLENGE}|${MEMBERINTERFACE}|${AGISTATUS}|${CDR(userfield)}|${PBXGUARD_CALL_ID})
+ same => n,Return()
+
+[test-caller]
+; the caller: plays its opening, then answers the challenge as told (right, wrong or not at all)
+exten => _X.,1,Playback(${AUDIO_${EXTEN}})
+ same => n,GotoIf($["${HANGUP_${EXTEN}}" = "yes"]?gone)
+ same => n,GotoIf($["${DIGIT_${EXTEN}}" = ""]?stay)
+ same => n,Wait(2.5)
+ same => n,Set(digit=${IMPORT(${CUT(CHANNEL,\;,1)}\;2,PBXGUARD_CHALLENGE_DIGIT)})
+ same => n,GotoIf($["${DIGIT_${EXTEN}}" = "right"]?send)
+ same => n,Set(digit=$[(${digit} + 1) % 10])
+ same => n(send),SendDTMF(${digit})
+ same => n(stay),Wait(20)
+ same => n(gone),Hangup()
+"""
+
+
+class PBX:
+    """The real Asterisk with the shipped dialplan and queue, and a real daemon behind it."""
+
+    numbers = itertools.count(5550100)
+
+    def __init__(self, workdir: Path, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.audio = workdir / "audio"
+        self.audio.mkdir(parents=True, exist_ok=True)
+        extensions = (f"[globals]\nPBXGUARD_SERVER=127.0.0.1:{daemon.agi_port}\n\n"
+                      f"#include {SHIPPED / 'extensions_pbxguard.conf'}\n{TEST_CONTEXTS}")
+        configs = {"queues.conf": f"[general]\n#include {SHIPPED / 'queues_pbxguard.conf'}\n",
+                   "musiconhold.conf": "[default]\nmode = files\ndirectory = /usr/share/asterisk/moh\n"}
+        agi_bin = workdir / "asterisk" / "agi-bin"
+        agi_bin.mkdir(parents=True, exist_ok=True)
+        relay = shutil.which("pbxguard-eagi")
+        assert relay, "pbxguard-eagi is not on PATH: install the package (bash .ci/setup)"
+        (agi_bin / "pbxguard-eagi").symlink_to(relay)
+        self.asterisk = Asterisk(workdir / "asterisk", extensions, configs, env={"PBXGUARD_RUNDIR": daemon.rundir})
+
+    def wav(self, name: str, samples: np.ndarray) -> str:
+        path = self.audio / f"{name}.wav"
+        write_wav(path, samples)
+        return str(path.with_suffix(""))
+
+    def call(self, audio: str, caller: str = "+12025550143", digit: str = "", hangup: bool = False,
+             eagi: bool = False) -> str:
+        """Place a call; returns its number (the key of its outcome)."""
+        number = str(next(self.numbers))
+        for name, value in (("AUDIO", audio), ("CALLER", caller), ("DIGIT", digit), ("HANGUP", "yes" if hangup else ""),
+                            ("EAGI", "yes" if eagi else "")):
+            self.asterisk.cli(f"dialplan set global {name}_{number} {value}")
+        self.asterisk.cli(f"channel originate Local/{number}@test-route extension {number}@test-caller")
+        return number
+
+    def outcome(self, number: str, timeout: float = 40.0) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.asterisk.globals().get(f"OUTCOME_{number}")
+            if value is not None:
+                return dict(zip(FIELDS, value.split("|")))
+            time.sleep(0.2)
+        raise AssertionError(f"call {number} did not end within {timeout} s; log:\n{self.asterisk.log()[-3000:]}")
+
+    def stop(self) -> None:
+        self.asterisk.stop()
+
+
+@pytest.fixture(scope="module")
+def pbx(asterisk_prefix):
+    daemon = Daemon()
+    pbx = PBX(Path(tempfile.mkdtemp(prefix="pbxguard-asterisk-")), daemon)
+    yield pbx
+    pbx.stop()
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def openings(pbx, calls_audio):
+    files = {name: pbx.wav(name, samples) for name, samples in calls_audio.items()}
+    for name in ("greeting", "busy_na", "robocall"):
+        files[name] = pbx.wav(name, read_audio(EXAMPLES / f"{name}.wav"))
+    return files
+
+
+def test_the_shipped_dialplan_and_queue_load_without_a_warning(pbx):
+    before = len(pbx.asterisk.log().splitlines())
+    pbx.asterisk.cli("dialplan reload")
+    pbx.asterisk.cli("module reload app_queue.so")
+    new = pbx.asterisk.log().splitlines()[before:]
+    assert [line for line in new if "WARNING" in line or "ERROR" in line] == []
+    assert "pbxguard-screen" in pbx.asterisk.cli("dialplan show pbxguard-screen")
+    assert "Local/agent@pbxguard-example-agents" in pbx.asterisk.cli("queue show support")
+
+
+def test_a_live_caller_is_bridged_and_answered_by_the_shipped_queue(pbx, openings):
+    number = pbx.call(openings["live"])
+    outcome = pbx.outcome(number)
+    assert (outcome["verdict"], outcome["action"]) == ("HUMAN", "BRIDGE")
+    assert outcome["member"] == "Local/agent@pbxguard-example-agents/n"
+    record = pbx.daemon.call_log().call(outcome["call_id"])
+    assert (record.called, record.caller, record.status) == (number, "+12025550143", "screened")
+
+
+@pytest.mark.parametrize("opening", ["dead_air", "greeting"])
+def test_dead_air_and_machines_are_challenged_and_the_right_digit_passes(pbx, openings, opening):
+    number = pbx.call(openings[opening], digit="right")
+    outcome = pbx.outcome(number)
+    assert (outcome["action"], outcome["challenge"]) == ("CHALLENGE", "PASS")
+    assert outcome["member"] == "Local/agent@pbxguard-example-agents/n"  # passed: on to the agents
+    assert pbx.daemon.call_log().call(outcome["call_id"]).challenge == "PASS"
+
+
+@pytest.mark.parametrize("digit", ["wrong", ""])
+def test_a_wrong_or_missing_digit_hangs_up_and_labels_the_call(pbx, openings, digit):
+    number = pbx.call(openings["dead_air"], digit=digit)
+    outcome = pbx.outcome(number)
+    assert (outcome["verdict"], outcome["action"], outcome["challenge"]) == ("SILENCE", "CHALLENGE", "FAIL")
+    assert outcome["member"] == "" and outcome["userfield"] == "REJECTED_CALLER_SILENCE"
+    record = pbx.daemon.call_log().call(outcome["call_id"])
+    assert (record.challenge, record.label) == ("FAIL", "silence")  # dead air that failed: a training label
+
+
+@pytest.mark.parametrize("opening, verdict", [("fax", "FAX"), ("busy_na", "TONE")])
+def test_proven_fax_and_busy_tone_are_hung_up(pbx, openings, opening, verdict):
+    outcome = pbx.outcome(pbx.call(openings[opening]))
+    assert (outcome["verdict"], outcome["action"]) == (verdict, "HANGUP")
+    assert outcome["member"] == "" and outcome["userfield"] == f"REJECTED_CALLER_{verdict}"
+
+
+def test_a_caller_who_hangs_up_mid_window_is_abandoned(pbx, calls_audio):
+    short = pbx.wav("live_short", calls_audio["live"][:6000])  # 750 ms, then the caller is gone
+    number = pbx.call(short, hangup=True)
+    outcome = pbx.outcome(number)
+    assert outcome["action"] == "" and outcome["member"] == ""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(r.called == number for r in pbx.daemon.records):
+        time.sleep(0.1)
+    record = next(r for r in pbx.daemon.records if r.called == number)
+    assert record.status == "abandoned" and record.audio_ms < 1000
+
+
+def test_the_eagi_branch_screens_the_same_way(pbx, openings):
+    number = pbx.call(openings["live"], eagi=True)
+    outcome = pbx.outcome(number)
+    assert f'EAGI("Local/{number}@test-route' in pbx.asterisk.full_log()
+    assert (outcome["verdict"], outcome["action"]) == ("HUMAN", "BRIDGE")
+    assert outcome["member"] == "Local/agent@pbxguard-example-agents/n"
