@@ -8,6 +8,7 @@ is written by a hangup handler into a global that the test reads back.
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import tempfile
 import time
@@ -21,7 +22,10 @@ from tests.daemon import EXAMPLES, Daemon
 from tests.pbx.asterisk import ROOT, Asterisk
 
 SHIPPED = ROOT / "dialplan" / "asterisk"
-FIELDS = ("verdict", "action", "reason", "challenge", "member", "agistatus", "userfield", "call_id")
+# What the hangup handler records of each call, and the channel variable it comes from.
+OUTCOME = {"verdict": "PBXGUARD_VERDICT", "action": "PBXGUARD_ACTION", "reason": "PBXGUARD_REASON",
+           "challenge": "PBXGUARD_CHALLENGE", "member": "MEMBERINTERFACE", "agistatus": "AGISTATUS",
+           "userfield": "CDR(userfield)", "call_id": "PBXGUARD_CALL_ID", "amd": "AMDSTATUS", "amd_cause": "AMDCAUSE"}
 
 TEST_CONTEXTS = r"""
 [test-route]
@@ -31,8 +35,19 @@ exten => _X.,1,Set(CHANNEL(hangup_handler_push)=test-outcome,s,1(${EXTEN}))
  same => n,Set(PBXGUARD_EAGI=${EAGI_${EXTEN}})
  same => n,Goto(pbxguard-example-inbound,${EXTEN},1)
 
+[test-dialer]
+; an outbound dialer's side after the callee answered: the shipped drop-in for AMD(), or AMD() itself
+exten => _X.,1,Set(CHANNEL(hangup_handler_push)=test-outcome,s,1(${EXTEN}))
+ same => n,Answer()
+ same => n,Set(STARTED=${EPOCH})
+ same => n,GotoIf($["${AMD_${EXTEN}}" = "app"]?app)
+ same => n,Gosub(pbxguard-amd,s,1)
+ same => n,Hangup()
+ same => n(app),AMD()
+ same => n,Hangup()
+
 [test-outcome]
-exten => s,1,Set(GLOBAL(OUTCOME_${ARG1})=${PBXGUARD_VERDICT}|${PBXGUARD_ACTION}|${PBXGUARD_REASON}|${PBXGUARD_CHALLENGE}|${MEMBERINTERFACE}|${AGISTATUS}|${CDR(userfield)}|${PBXGUARD_CALL_ID})
+exten => s,1,Set(GLOBAL(OUTCOME_${ARG1})=@OUTCOME@)
  same => n,Return()
 
 [test-caller]
@@ -47,7 +62,7 @@ exten => _X.,1,Playback(${AUDIO_${EXTEN}})
  same => n(send),SendDTMF(${digit})
  same => n(stay),Wait(20)
  same => n(gone),Hangup()
-"""
+""".replace("@OUTCOME@", "|".join(f"${{{variable}}}" for variable in OUTCOME.values()))
 
 
 class PBX:
@@ -76,21 +91,25 @@ class PBX:
         return str(path.with_suffix(""))
 
     def call(self, audio: str, caller: str = "+12025550143", digit: str = "", hangup: bool = False,
-             eagi: bool = False) -> str:
+             eagi: bool = False, route: str = "test-route", amd: str = "") -> str:
         """Place a call; returns its number (the key of its outcome)."""
         number = str(next(self.numbers))
         for name, value in (("AUDIO", audio), ("CALLER", caller), ("DIGIT", digit), ("HANGUP", "yes" if hangup else ""),
-                            ("EAGI", "yes" if eagi else "")):
+                            ("EAGI", "yes" if eagi else ""), ("AMD", amd)):
             self.asterisk.cli(f"dialplan set global {name}_{number} {value}")
-        self.asterisk.cli(f"channel originate Local/{number}@test-route extension {number}@test-caller")
+        self.asterisk.cli(f"channel originate Local/{number}@{route} extension {number}@test-caller")
         return number
+
+    def server(self, address: str) -> None:
+        """Point the dialplan at another pbxguard (or at nothing)."""
+        self.asterisk.cli(f"dialplan set global PBXGUARD_SERVER {address}")
 
     def outcome(self, number: str, timeout: float = 40.0) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = self.asterisk.globals().get(f"OUTCOME_{number}")
             if value is not None:
-                return dict(zip(FIELDS, value.split("|")))
+                return dict(zip(OUTCOME, value.split("|")))
             time.sleep(0.2)
         raise AssertionError(f"call {number} did not end within {timeout} s; log:\n{self.asterisk.log()[-3000:]}")
 
@@ -178,3 +197,33 @@ def test_the_eagi_branch_screens_the_same_way(pbx, openings):
     assert f'EAGI("Local/{number}@test-route' in pbx.asterisk.full_log()
     assert (outcome["verdict"], outcome["action"]) == ("HUMAN", "BRIDGE")
     assert outcome["member"] == "Local/agent@pbxguard-example-agents/n"
+
+
+def test_the_caller_id_lists_apply_before_screening(pbx, openings):
+    log = pbx.daemon.call_log()
+    log.add_to_list("deny", "+12025550199")
+    log.add_to_list("allow", "+12025550188")
+    denied = pbx.outcome(pbx.call(openings["live"], caller="+12025550199"))
+    allowed = pbx.outcome(pbx.call(openings["dead_air"], caller="+12025550188"))
+    assert denied["userfield"] == "REJECTED_CALLER_DENY_LIST" and denied["member"] == ""
+    assert allowed["verdict"] == "" and allowed["member"] == "Local/agent@pbxguard-example-agents/n"  # not screened
+
+
+def test_with_the_daemon_down_calls_go_straight_through(pbx, openings):
+    pbx.server("127.0.0.1:1")
+    try:
+        outcome = pbx.outcome(pbx.call(openings["dead_air"]))
+    finally:
+        pbx.server(f"127.0.0.1:{pbx.daemon.agi_port}")
+    assert (outcome["agistatus"], outcome["verdict"]) == ("FAILURE", "")
+    assert outcome["member"] == "Local/agent@pbxguard-example-agents/n"
+
+
+@pytest.mark.parametrize("opening, status", [("live", "HUMAN"), ("greeting", "MACHINE")])
+def test_the_amd_drop_in_speaks_amds_words_on_the_same_audio(pbx, openings, opening, status):
+    ours = pbx.outcome(pbx.call(openings[opening], route="test-dialer"))
+    theirs = pbx.outcome(pbx.call(openings[opening], route="test-dialer", amd="app"))
+    assert ours["amd"] == status
+    cause = re.compile(r"(HUMAN|LONGGREETING|INITIALSILENCE|MAXWORDLENGTH|MAXWORDS)-\d+-\d+|TOOLONG-\d+")
+    assert cause.fullmatch(ours["amd_cause"]) and cause.fullmatch(theirs["amd_cause"])
+    assert theirs["amd"] in ("HUMAN", "MACHINE", "NOTSURE")  # AMD() itself ran on the same call
