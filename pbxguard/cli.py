@@ -155,10 +155,15 @@ def _config(args):
     return config_module.load(path)
 
 
-def _call_log(args):
+def _call_log(args, create: bool = True):
+    """The configured call log; with `create=False` a missing SQLite file is an error, not a new empty log."""
     from pbxguard.store.calllog import open_call_log
 
     cfg = _config(args)
+    if not create and not cfg.database.url and not Path(cfg.database.path).exists():
+        where = cfg.path or "the built-in defaults"
+        raise SystemExit(f"pbxguard: no call log at {cfg.database.path} (database.path in {where}; "
+                         "is this the daemon's configuration?)")
     return open_call_log(cfg.database.path, cfg.database.url), cfg
 
 
@@ -192,7 +197,7 @@ def cmd_calls(args) -> int:
 
     from pbxguard.screener.verdict import CLASSES
 
-    log_, cfg = _call_log(args)
+    log_, cfg = _call_log(args, create=False)
     action = args.calls_command or "list"
     if action == "list":
         rows = log_.calls(since=_since(args.since), verdict=args.verdict, limit=args.limit)
@@ -306,8 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
     p.set_defaults(func=cmd_serve)
 
-    def config_option(p):
-        p.add_argument("--config", type=Path, help=f"YAML configuration (default: {DEFAULT_CONFIG} if it exists)")
+    def config_option(p, nested: bool = False):
+        # A nested command's --config must not reset the one given before it (`calls --config F list`).
+        p.add_argument("--config", type=Path, default=argparse.SUPPRESS if nested else None,
+                       help=f"YAML configuration (default: {DEFAULT_CONFIG} if it exists)")
 
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("file", nargs="?", type=Path)
@@ -321,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("list", "recent calls"), ("show", "one call as JSON"), ("label", "set a call's label"),
                             ("export", "a labelled folder for pbxguard train --site")):
         c = calls_sub.add_parser(name, help=help_text)
-        config_option(c)
+        config_option(c, nested=True)
         if name == "list":
             c.add_argument("--since", help="e.g. 30m, 2h, 7d")
             c.add_argument("--verdict")

@@ -39,3 +39,22 @@ def test_classify_with_broken_models_fails_cleanly(tmp_path):
     result = pbxguard("classify", "--models", tmp_path, EXAMPLES / "live_answer.wav")
     assert result.returncode == 2
     assert "cannot load models" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_calls_reads_the_configured_log_and_never_creates_one(tmp_path):
+    from pbxguard.store.calllog import SQLiteCallLog
+    from pbxguard.store.record import CallRecord
+
+    log = SQLiteCallLog(tmp_path / "site.db")
+    log.record_call(CallRecord("4f1c2a52-9d3e-4d8a-9a37-5f0c1e2b3a4d", "screened", verdict="silence", action="CHALLENGE"))
+    log.close()
+    cfg = tmp_path / "pbxguard.yaml"
+    cfg.write_text(f"database:\n  path: {tmp_path / 'site.db'}\n")
+    listed = pbxguard("calls", "--config", cfg, "list")
+    assert listed.returncode == 0 and "4f1c2a52-9d3e-4d8a-9a37-5f0c1e2b3a4d" in listed.stdout
+    assert "4f1c2a52" in pbxguard("calls", "list", "--config", cfg).stdout
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(f"database:\n  path: {tmp_path / 'nothing' / 'calls.db'}\n")
+    refused = pbxguard("calls", "--config", missing, "list")
+    assert refused.returncode != 0 and "no call log at" in refused.stderr
+    assert not (tmp_path / "nothing").exists()

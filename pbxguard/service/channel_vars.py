@@ -21,12 +21,13 @@ def fail_open_variables(call_id: str, reason: str) -> dict[str, str]:
             "AMDSTATUS": "NOTSURE", "AMDCAUSE": "TOOLONG-0", "PBXGUARD_ACTION": "BRIDGE"}
 
 
-def amd_status(verdict: Verdict) -> tuple[str, str]:
+def amd_status(verdict: Verdict, decision: Decision) -> tuple[str, str]:
     """(AMDSTATUS, AMDCAUSE) as app_amd would word them.
 
     app_amd knows HUMAN, MACHINE, NOTSURE and HANGUP, with causes HUMAN-x-y, INITIALSILENCE-x-y,
     LONGGREETING-x-y, MAXWORDLENGTH-x-y and TOOLONG-x. Silence of either kind is what it calls an initial
-    silence; a steady tone, a fax, music or noise is one endless "word" to it.
+    silence; a steady tone, a fax, music or noise is one endless "word" to it. Silence the policy bridges
+    is not a machine to a dialer: NOTSURE, with the initial silence as its cause.
     """
     ev = verdict.evidence
     window = int(verdict.decided_ms)
@@ -36,7 +37,7 @@ def amd_status(verdict: Verdict) -> tuple[str, str]:
     if label == "machine":
         return "MACHINE", f"LONGGREETING-{int(ev.get('speech_ms', 0))}-{window}"
     if label in ("silence", "digital_silence"):
-        return "MACHINE", f"INITIALSILENCE-{window}-{window}"
+        return ("NOTSURE" if decision.action == "BRIDGE" else "MACHINE"), f"INITIALSILENCE-{window}-{window}"
     if label in ("fax", "tone", "music", "noise"):
         return "MACHINE", f"MAXWORDLENGTH-{window}-{window}"
     return "NOTSURE", f"TOOLONG-{window}"
@@ -50,7 +51,7 @@ def _speech_end(evidence: dict) -> float:
 def channel_variables(verdict: Verdict, decision: Decision, call_id: str, mode: str = INBOUND) -> dict[str, str]:
     """Every variable the daemon sets on the channel, in the order it sets them (PBXGUARD_ACTION last,
     so a dialplan that sees it sees the rest)."""
-    status, cause = amd_status(verdict)
+    status, cause = amd_status(verdict, decision)
     variables = {
         "PBXGUARD_CALL_ID": call_id,
         "PBXGUARD_VERDICT": verdict.label.upper(),

@@ -15,7 +15,7 @@ def verdict(label, proven=False, **evidence):
     ("human", False, "BRIDGE", "HUMAN"),
     ("machine", False, "CHALLENGE", "MACHINE"),
     ("silence", False, "CHALLENGE", "MACHINE"),
-    ("digital_silence", True, "BRIDGE", "MACHINE"),
+    ("digital_silence", True, "BRIDGE", "NOTSURE"),  # bridged silence is no machine to a dialer
     ("fax", True, "HANGUP", "MACHINE"),
     ("fax", False, "CHALLENGE", "MACHINE"),  # a fax the detectors did not prove is not hung up on
     ("tone", True, "HANGUP", "MACHINE"),
