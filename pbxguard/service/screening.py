@@ -98,7 +98,9 @@ class ScreeningService:
                 reply = await request.send_command(f'EXEC AudioSocket "{call_id},{self.audiosocket_address}"',
                                                    timeout=call.window_ms / 1000 + AUDIO_GRACE_S)
                 verdict = await calls.outcome(call, timeout=0.5 if call.outcome.done() else AUDIO_GRACE_S)
-            if request.hung_up or reply.get("error") == "AGIAppError" or (verdict is None and call.audio_started):
+            # A verdict in hand is sent whatever became of the audio socket: AudioSocket() fails (-1) when it
+            # reads a reset after our close, and the channel is still there.
+            if request.hung_up or (verdict is None and (reply.get("error") == "AGIAppError" or call.audio_started)):
                 await self.recorder.call(self._record(call, None, None, "abandoned"), caller)
                 return
             if verdict is None:

@@ -86,3 +86,11 @@ def unused_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_the_verdict_is_sent_when_audiosocket_fails_after_the_window(daemon, calls_audio):
+    # Under load Asterisk reads a reset after our close and AudioSocket() returns -1 with the channel up.
+    call = run(FakeAsterisk("127.0.0.1", daemon.agi_port, reset_on_close=True).call(calls_audio["fax"]))
+    assert call.audio_closed_by_server
+    assert (call.variables["PBXGUARD_VERDICT"], call.variables["PBXGUARD_ACTION"]) == ("FAX", "HANGUP")
+    assert daemon.records[-1].status == "screened"
