@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -112,37 +111,22 @@ def cmd_eval(args) -> int:
     return 0
 
 
-class JSONFormatter(logging.Formatter):
-    """One JSON object per log line, for journald and log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
-                           "message": record.getMessage()})
-
-
 def cmd_serve(args) -> int:
-    import asyncio
-
     from pbxguard import config as config_module
-    from pbxguard.server import Server
+    from pbxguard import server
 
+    config = str(args.config) if args.config else None
     try:
-        cfg = config_module.load(args.config)
+        cfg = config_module.load(config)
     except config_module.ConfigError as exc:
         print(f"pbxguard: {exc}", file=sys.stderr)
         return 2
-    handler = logging.StreamHandler()
-    handler.setFormatter(JSONFormatter() if cfg.log.json else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=cfg.log.level.upper(), handlers=[handler])
-    from pbxguard.screener import ModelError
+    if not cfg.watchdog.enabled:
+        return server.main(["--config", config] if config else [])
+    from pbxguard.supervisor import Supervisor
 
-    try:
-        asyncio.run(Server(cfg).run())
-    except (OSError, ModelError) as exc:
-        print(f"pbxguard: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    server.configure_logging(cfg)
+    return Supervisor(config, cfg.watchdog.stall_s).run()
 
 
 DEFAULT_CONFIG = Path("/etc/pbxguard/pbxguard.yaml")

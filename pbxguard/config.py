@@ -98,6 +98,12 @@ class CallerID:
 
 
 @dataclass(frozen=True)
+class Watchdog:
+    enabled: bool = True
+    stall_s: float = 0.75
+
+
+@dataclass(frozen=True)
 class Log:
     level: str = "info"
     json: bool = False
@@ -117,6 +123,7 @@ class Config:
     captures: Captures = Captures()
     metrics: Metrics = Metrics()
     callerid: CallerID = CallerID()
+    watchdog: Watchdog = Watchdog()
     log: Log = Log()
     path: str | None = field(default=None, compare=False)  # the file it came from
 
@@ -217,6 +224,8 @@ def _validate(cfg: Config, source: str) -> None:
     for section in ("fastagi", "audiosocket", "metrics", "freeswitch"):
         if not 0 < getattr(cfg, section).port < 65536:
             raise ConfigError(f"{source}: '{section}.port' must be 1-65535")
+    if not 0.2 <= cfg.watchdog.stall_s <= 30.0:
+        raise ConfigError(f"{source}: 'watchdog.stall_s' must be 0.2-30 seconds")
     if not 200 <= cfg.engine.window_ms <= 10000:
         raise ConfigError(f"{source}: 'engine.window_ms' must be 200-10000")
 

@@ -9,10 +9,12 @@ progress within a bound, SIGHUP reloads configuration and models without droppin
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Any, cast
@@ -30,6 +32,7 @@ from pbxguard.service.recorder import Recorder
 from pbxguard.service.screening import ScreeningService
 from pbxguard.store.calllog import open_call_log
 from pbxguard.store.captures import Captures
+from pbxguard.supervisor import HEARTBEAT_S, die_with_parent, heartbeat_fd
 
 log = logging.getLogger("pbxguard.server")
 
@@ -153,14 +156,16 @@ class Server:
         """The bound port of the index-th listener (tests bind port 0)."""
         return self.servers[index].sockets[0].getsockname()[1]
 
-    def reload(self) -> None:
+    async def reload(self) -> None:
         """SIGHUP: the RELOADABLE sections (models, policy, caller-ID rules, log level, allow list); calls in
         progress keep the screener they started with. The caller-ID lists live in the call log and are read
         at every call. A changed setting that needs a restart is named in the log and left as it runs."""
         systemd.notify("RELOADING=1")
         try:
             cfg = config_module.load(self.config.path) if self.config.path else self.config
-            screener = Screener(cfg.engine.models, window_ms=cfg.engine.window_ms)
+            # Loading models takes a while: off the event loop, which keeps serving calls (and beating).
+            screener = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: Screener(cfg.engine.models, window_ms=cfg.engine.window_ms))
         except Exception as exc:  # a bad new config or model must not take down a working daemon
             log.error("reload failed, keeping the running configuration and models: %s", exc)
         else:
@@ -196,16 +201,75 @@ class Server:
             self.metrics_server[0].shutdown()
         self.recorder.close()
 
-    async def run(self) -> None:
+    async def run(self, heartbeat: int | None = None) -> None:
+        """Serve until SIGTERM or SIGINT. With `heartbeat` (a pipe to the supervisor) the event loop writes a
+        byte to it every HEARTBEAT_S; alone, it pings systemd's watchdog itself."""
         await self.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        self.tasks.append(asyncio.ensure_future(systemd.watchdog()))
-        systemd.notify(f"READY=1\nSTATUS=screening with model {self.screener.version}\nMAINPID={os.getpid()}")
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.tasks.append(asyncio.ensure_future(self.reload())))
+        self.tasks.append(asyncio.ensure_future(systemd.watchdog() if heartbeat is None else _beat(heartbeat)))
+        systemd.notify(f"READY=1\nSTATUS=screening with model {self.screener.version}")
         log.info("ready: model %s", self.screener.version)
         await self.stopping.wait()
         systemd.notify("STOPPING=1")
         log.info("stopping: %d calls in progress", self.registry.active)
         await self.stop()
+
+
+async def _beat(fd: int) -> None:
+    """The supervisor's heartbeat: a byte from the event loop itself, so a stuck loop stops beating."""
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            os.write(fd, b".")
+        except BlockingIOError:  # the supervisor is behind: it has beats enough
+            pass
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per log line, for journald and log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
+                           "message": record.getMessage()})
+
+
+def configure_logging(cfg: Config) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JSONFormatter() if cfg.log.json else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=cfg.log.level.upper(), handlers=[handler], force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The daemon itself (`python -m pbxguard.server`), as the supervisor runs it; exit 2 for a bad
+    configuration, 1 when it cannot start (a port in use, broken models)."""
+    import argparse
+
+    from pbxguard.screener import ModelError
+
+    parser = argparse.ArgumentParser(prog="pbxguard-daemon")
+    parser.add_argument("--config")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_module.load(args.config)
+    except config_module.ConfigError as exc:
+        print(f"pbxguard: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(cfg)
+    heartbeat = heartbeat_fd()
+    if heartbeat is not None:
+        die_with_parent()
+    try:
+        asyncio.run(Server(cfg).run(heartbeat))
+    except (OSError, ModelError) as exc:
+        print(f"pbxguard: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

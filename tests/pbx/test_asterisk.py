@@ -7,9 +7,12 @@ is written by a hangup handler into a global that the test reads back.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import re
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ import pytest
 
 from pbxguard.audio.files import read_audio, write_wav
 from tests.daemon import EXAMPLES, Daemon
+from tests.ops.conftest import RunningDaemon
 from tests.pbx.asterisk import ROOT, Asterisk
 
 SHIPPED = ROOT / "dialplan" / "asterisk"
@@ -227,3 +231,49 @@ def test_the_amd_drop_in_speaks_amds_words_on_the_same_audio(pbx, openings, open
     cause = re.compile(r"(HUMAN|LONGGREETING|INITIALSILENCE|MAXWORDLENGTH|MAXWORDS)-\d+-\d+|TOOLONG-\d+")
     assert cause.fullmatch(ours["amd_cause"]) and cause.fullmatch(theirs["amd_cause"])
     assert theirs["amd"] in ("HUMAN", "MACHINE", "NOTSURE")  # AMD() itself ran on the same call
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def application(pbx: PBX, number: str) -> str:
+    """The application the route side of call `number` is running now ('' once it is gone)."""
+    for line in pbx.asterisk.cli("core show channels concise").splitlines():
+        fields = line.split("!")
+        if fields[0].startswith(f"Local/{number}@test-route") and fields[0].endswith(";2"):
+            return fields[5]
+    return ""
+
+
+def wait_for(predicate, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+@pytest.mark.parametrize("failure", ["frozen", "killed"])
+def test_a_frozen_or_killed_daemon_lets_its_calls_through_within_a_second(pbx, openings, tmp_path, failure):
+    daemon = RunningDaemon(tmp_path)  # `pbxguard serve` as systemd runs it: supervisor and daemon
+    pbx.server(f"127.0.0.1:{daemon.agi_port}")
+    worker = children(daemon.process.pid)[0]
+    try:
+        number = pbx.call(openings["dead_air"])
+        wait_for(lambda: application(pbx, number) == "AudioSocket", 10)
+        time.sleep(0.5)  # mid-window
+        if failure == "frozen":
+            os.kill(worker, signal.SIGSTOP)  # accepts nothing, answers nothing: AGI has no timeout of its own
+        else:
+            os.kill(daemon.process.pid, signal.SIGKILL)  # the service is killed; its daemon dies with it
+        stalled = time.monotonic()
+        released = wait_for(lambda: application(pbx, number) not in ("AGI", "AudioSocket"), 10)
+        outcome = pbx.outcome(number)
+    finally:
+        pbx.server(f"127.0.0.1:{pbx.daemon.agi_port}")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGCONT)
+        daemon.stop()
+    assert released - stalled <= 1.0
+    assert outcome["verdict"] == "" and outcome["member"] == "Local/agent@pbxguard-example-agents/n"  # bridged
