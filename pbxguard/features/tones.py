@@ -37,6 +37,7 @@ VERIFY_NFFT = 8192
 FREQ_TOLERANCE = 0.015
 MIN_FREQ_TOLERANCE_HZ = 10.0
 PROGRESS = "progress"
+CUT_BURST_MIN_SHARE = 0.3  # of a single burst's length, when the audio starts inside it
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ CADENCES: tuple[Cadence, ...] = (
     Cadence("fax_v21", "fax", (1650.0, 1850.0), "1650+1850", None, min_on_ms=500, min_in_band=0.6, min_component=0.05),
 )
 
+_FAX_FAMILIES = {FAMILIES.index(c.family) for c in CADENCES if c.verdict == "fax"}
 SIT_FIRST = ("913.8", "985.2")
 SIT_SECOND = ("1370.6", "1428.5")
 SIT_THIRD = "1776.7"
@@ -160,6 +162,12 @@ def label_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     level = 10.0 * np.log10(energy / FRAME / 32768.0**2)
     best = np.where((share >= MIN_EXPLAINED) & (level >= MIN_TONE_DBFS), best, -1)
     return best, share, level
+
+
+def fax_sounding(labels: np.ndarray) -> bool:
+    """Whether a fax tone sounded in the last CONFIRM_MS: a burst whose end the window may have cut off."""
+    recent = _FAMILY_OF_SET[labels[-(int(CONFIRM_MS // FRAME_MS) + 1) :]]
+    return any(int(f) in _FAX_FAMILIES for f in recent)
 
 
 def families(labels: np.ndarray) -> np.ndarray:
@@ -244,11 +252,10 @@ def _match(cadence: Cadence, mask: np.ndarray) -> ToneEvent | None:
     if pos < n:
         elements.append((False, pos * FRAME_MS, n * FRAME_MS, False))
     now_ms = n * FRAME_MS
-    # A segment is only known to be complete once the next one has lasted CONFIRM_MS.
-    elements = [
-        (on, s, e, complete and (i + 1 < len(elements) and min(elements[i + 1][2], now_ms) - e >= CONFIRM_MS))
-        for i, (on, s, e, complete) in enumerate(elements)
-    ]
+    # A segment is only known to have ended once the next one has lasted CONFIRM_MS.
+    ended = [i + 1 < len(elements) and min(elements[i + 1][2], now_ms) - e >= CONFIRM_MS
+             for i, (_, _, e, _) in enumerate(elements)]
+    elements = [(on, s, e, complete and done) for (on, s, e, complete), done in zip(elements, ended)]
     first_on = next(s for on, s, _, _ in elements if on)
     if cadence.pattern_ms is None:
         assert cadence.min_on_ms is not None  # a cadence without a pattern is proven by its length
@@ -261,8 +268,21 @@ def _match(cadence: Cadence, mask: np.ndarray) -> ToneEvent | None:
     expected = [d for pair in cadence.pattern_ms for d in pair]
     for phase in range(0 if elements[0][0] else 1, len(expected), 2 if len(expected) > 1 else 1):
         if _consistent(elements, expected, phase):
-            return _proof(cadence, elements)
+            return _proof(cadence, elements) or _cut_burst(cadence, elements, ended[0])
     return None
+
+
+def _cut_burst(cadence: Cadence, elements: list, ended: bool) -> ToneEvent | None:
+    """A single-burst tone already sounding at answer: the audio starts inside its burst (AudioSocket also
+    misses the first 20-30 ms), so the burst is short of its length. Its frequencies were checked, it ended
+    as the cadence says, and it kept at least CUT_BURST_MIN_SHARE of its length: that is proof too."""
+    if not (cadence.single_burst and cadence.pattern_ms and elements[0][0] and elements[0][1] == 0.0 and ended):
+        return None
+    on_ms = cadence.pattern_ms[0][0]
+    length = elements[0][2]
+    if not CUT_BURST_MIN_SHARE * on_ms <= length <= on_ms + _tol(on_ms):
+        return None
+    return ToneEvent(cadence.name, cadence.verdict, 0.0, length + CONFIRM_MS)
 
 
 def _consistent(elements: list, expected: list[float], phase: int) -> bool:

@@ -7,11 +7,12 @@ whose `feed(frame)` returns a verdict as soon as one is certain (a fax CNG burst
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from pbxguard.audio.format import FRAME, SAMPLE_RATE, SAMPLES_PER_MS
+from pbxguard.audio.format import FRAME, SAMPLE_RATE, SAMPLES_PER_MS, samples_for
 from pbxguard.features import speech, tones
 from pbxguard.features.analysis import Analysis, analyse, frame_view
 from pbxguard.features.layout import WINDOW_MS
@@ -22,6 +23,9 @@ from pbxguard.screener.verdict import CLASSES, Verdict
 
 PROVEN_CONFIDENCE = 0.99
 EARLY_CHECK_FRAMES = 10  # look for a proof every 200 ms of audio
+# Past the window, while a fax tone is sounding: enough for a CNG burst (500 ms) that the window's end cut
+# to end and be confirmed. The learned stages still see only the window.
+LISTEN_ON_MS = 700
 
 
 def _one_hot(label: str) -> dict[str, float]:
@@ -41,8 +45,15 @@ class Screener:
         self._learned = [str(c) for c in model.classifier.classes_]
 
     def screen(self, samples: np.ndarray) -> Verdict:
-        """Classify the first window of int16 8 kHz samples."""
-        return self.decide(analyse(np.asarray(samples)[: self.window_samples]))
+        """Classify int16 8 kHz samples as a call would be: the stream fed frame by frame (so the same
+        proofs at the same moments), beyond the window only while a fax tone is sounding."""
+        stream = self.stream()
+        x = np.asarray(samples, dtype=np.int16)
+        for start in range(0, len(x), FRAME):
+            verdict = stream.feed(x[start : start + FRAME])
+            if verdict is not None:
+                return verdict
+        return stream.finish()
 
     def stream(self, window_ms: int | None = None) -> ScreeningStream:
         """A per-call stream; `window_ms` may shorten (never lengthen) the window the models were made for."""
@@ -73,6 +84,7 @@ class ScreeningStream:
     def __init__(self, screener: Screener, window_samples: int) -> None:
         self.screener = screener
         self.window_samples = window_samples
+        self.limit = window_samples  # raised by LISTEN_ON_MS while a fax tone sounds at the window's end
         self._chunks: list[np.ndarray] = []
         self._received = 0
         self._labelled = 0  # samples already split into labelled tone frames
@@ -83,8 +95,12 @@ class ScreeningStream:
 
     @property
     def samples(self) -> np.ndarray:
-        """The audio received so far (at most the window)."""
+        """The audio received so far (the window, and what was listened to past it)."""
         return self._samples()
+
+    @property
+    def extended(self) -> bool:
+        return self.limit > self.window_samples
 
     @property
     def received_ms(self) -> float:
@@ -99,12 +115,17 @@ class ScreeningStream:
         """Add int16 samples (any length); returns the verdict once certain, then keeps returning it."""
         if self.verdict is not None:
             return self.verdict
-        room = self.window_samples - self._received
+        room = self.limit - self._received
         frame = np.asarray(frame, dtype=np.int16)[:room]
         self._chunks.append(frame)
         self._received += len(frame)
+        # Frames are labelled, and proofs looked for, in whole blocks of `every` frames counted from the
+        # start of the audio, so the same audio gives the same checks however it was chunked.
+        every = 1 if self.extended else EARLY_CHECK_FRAMES  # past the window every frame counts
         complete = (self._received - self._labelled) // FRAME
-        if complete >= EARLY_CHECK_FRAMES or self._received >= self.window_samples:
+        if self._received < self.limit:
+            complete -= complete % every
+        if complete or self._received >= self.limit:
             samples = self._samples()
             new = frame_view(samples[self._labelled : self._labelled + complete * FRAME])
             labels, shares, levels = tones.label_frames(new)
@@ -116,15 +137,27 @@ class ScreeningStream:
             events = tones.prove_tones(labels, levels, samples[: self._labelled],
                                        lambda: speech.talk_pattern(levels, labels).onset_ms)
             if events:
-                return self.finish()
-        if self._received >= self.window_samples:
+                return self.finish(events)
+            if self._received >= self.limit and not self.extended and tones.fax_sounding(labels):
+                self.limit += samples_for(LISTEN_ON_MS)
+                return None
+        if self._received >= self.limit:
             return self.finish()
         return None
 
-    def finish(self) -> Verdict:
-        """Decide on what has arrived (the whole window, or less if the audio stopped early)."""
+    def finish(self, events: list[tones.ToneEvent] | None = None) -> Verdict:
+        """Decide on what has arrived (the whole window, or less if the audio stopped early); `events` are
+        proofs found over everything received, past the window too."""
         if self.verdict is None:
             samples = self._samples()[: self._labelled] if self._labelled else self._samples()
-            frames = (np.concatenate(self._labels), np.concatenate(self._shares), np.concatenate(self._levels)) if self._labels else None
-            self.verdict = self.screener.decide(analyse(samples, frames))
+            window = min(len(samples), self.window_samples)
+            frames = None
+            if self._labels:
+                count = window // FRAME
+                labels, shares, levels = (np.concatenate(part)[:count] for part in (self._labels, self._shares, self._levels))
+                frames = (labels, shares, levels)
+            analysis = analyse(samples[:window], frames)
+            if events and self.extended:
+                analysis = replace(analysis, tone_events=tuple(events))
+            self.verdict = self.screener.decide(analysis)
         return self.verdict

@@ -23,7 +23,7 @@ from pbxguard.train.dataset import read_labelled
 def run(folder: str | Path, screener: Screener, labels_csv: str | Path | None = None, policy: Policy | None = None) -> dict:
     policy = policy or Policy()
     clips = read_labelled(folder, labels_csv)
-    truth, predicted, actions, scores, synthetic, subclasses, errors = [], [], [], [], [], [], []
+    truth, predicted, actions, scores, synthetic, subclasses, errors, proven = [], [], [], [], [], [], [], []
     for clip in clips:
         try:
             samples = read_audio(clip.path, min_seconds=screener.window_ms / 1000)
@@ -34,11 +34,12 @@ def run(folder: str | Path, screener: Screener, labels_csv: str | Path | None = 
         truth.append(clip.label)
         subclasses.append(clip.subclass)
         predicted.append(verdict.label)
+        proven.append(verdict.proven)
         actions.append(policy.decide(verdict).action)
         scores.append([verdict.scores[c] for c in CLASSES])
         synthetic.append(verdict.label == "machine" and verdict.evidence.get("synthetic_voice", 0.0) >= 0.5)
     return metrics(np.array(truth), np.array(predicted), np.array(actions), np.array(scores), np.array(synthetic),
-                   np.array(subclasses), errors)
+                   np.array(subclasses), errors, np.array(proven, dtype=bool))
 
 
 def _rate(numerator: np.ndarray, denominator: np.ndarray) -> float | None:
@@ -46,7 +47,9 @@ def _rate(numerator: np.ndarray, denominator: np.ndarray) -> float | None:
     return round(float((numerator & denominator).sum() / n), 4) if n else None
 
 
-def metrics(truth, predicted, actions, scores, synthetic, subclasses, errors) -> dict:
+def metrics(truth, predicted, actions, scores, synthetic, subclasses, errors, proven) -> dict:
+    """`proven`: decided by a detector. The tone and fax recalls count only those: an unproven fax or tone
+    is challenged, not hung up, so only a proof does what the target is about."""
     present = [c for c in CLASSES if c in set(truth) or c in set(predicted)]
     p, r, f, s = precision_recall_fscore_support(truth, predicted, labels=present, zero_division=0)
     auc = {}
@@ -64,8 +67,8 @@ def metrics(truth, predicted, actions, scores, synthetic, subclasses, errors) ->
         "deadair_precision_vs_live": _rate(silence, said_silence & (silence | human)),
         "digital_silence_recall": _rate(predicted == "digital_silence", truth == "digital_silence"),
         "deadair_taken_for_digital_silence": _rate(predicted == "digital_silence", silence),
-        "tone_recall_on_spec": _rate(predicted == "tone", (truth == "tone") & on_spec),
-        "fax_recall": _rate(predicted == "fax", truth == "fax"),
+        "tone_recall_on_spec_proven": _rate((predicted == "tone") & proven, (truth == "tone") & on_spec),
+        "fax_recall_proven": _rate((predicted == "fax") & proven, truth == "fax"),
         "speech_taken_for_tone_or_fax": _rate(np.isin(predicted, ["tone", "fax"]), speech),
         "live_vs_machine_accuracy": _rate(predicted == truth, speech),
         "synthetic_voice_f1": round(float(f1_score(robocall[speech], synthetic[speech], zero_division=0)), 4) if speech.any() else None,

@@ -88,3 +88,22 @@ def test_beep_after_speech_reports_its_onset_and_is_not_fax(beep_hz):
     assert analysis.beep is not None
     assert analysis.beep.onset_ms == pytest.approx(1200, abs=30)
     assert not analysis.tone_events
+
+
+@pytest.mark.parametrize("into_burst_ms", [0, 100, 250, 300])
+def test_a_fax_cng_already_on_at_answer_is_proven(into_burst_ms):
+    # The audio starts inside the burst, and AudioSocket also misses its first 25 ms.
+    rng = np.random.default_rng(into_burst_ms)
+    cng = CADENCE["fax_cng"]
+    x, _ = signals.cadence_tone(cng, seconds(2.4), rng, -20.0, offset_ms=float(into_burst_ms))
+    events = analyse(through_line(x, rng)[200 : seconds(2)]).tone_events
+    assert events and events[0].name == "fax_cng"
+    assert events[0].decided_ms <= 500 - into_burst_ms + 100
+
+
+def test_a_short_1100_hz_blip_at_answer_proves_nothing():
+    rng = np.random.default_rng(5)
+    blip = signals.sinusoids((1100.0,), seconds(0.1), rng) * signals.db_to_amplitude(-20.0)
+    x = np.zeros(seconds(2))
+    x[: len(blip)] = blip
+    assert not analyse(through_line(x, rng)).tone_events

@@ -21,9 +21,12 @@ import numpy as np
 import pytest
 
 from pbxguard.audio.files import read_audio, write_wav
+from pbxguard.features.tones import CADENCES
+from pbxguard.train import signals
 from tests.daemon import EXAMPLES, Daemon
 from tests.ops.conftest import RunningDaemon
 from tests.pbx.asterisk import ROOT, Asterisk
+from tests.signals import seconds, through_line
 
 SHIPPED = ROOT / "dialplan" / "asterisk"
 # What the hangup handler records of each call, and the channel variable it comes from.
@@ -277,3 +280,14 @@ def test_a_frozen_or_killed_daemon_lets_its_calls_through_within_a_second(pbx, o
         daemon.stop()
     assert released - stalled <= 1.0
     assert outcome["verdict"] == "" and outcome["member"] == "Local/agent@pbxguard-example-agents/n"  # bridged
+
+
+@pytest.mark.parametrize("offset_ms", [0.0, 250.0, 1750.0, 3250.0])
+def test_a_fax_is_hung_up_whatever_the_phase_of_its_cng_at_answer(pbx, offset_ms):
+    # offset into the CNG cycle at answer: inside the first burst (0, 250 ms), a burst that the window's
+    # end cuts (1750: it starts 1.75 s in), a burst well inside the window (3250)
+    rng = np.random.default_rng(int(offset_ms))
+    cng = next(c for c in CADENCES if c.name == "fax_cng")
+    fax, _ = signals.cadence_tone(cng, seconds(3.0), rng, -20.0, offset_ms=offset_ms)
+    outcome = pbx.outcome(pbx.call(pbx.wav(f"fax_at_{int(offset_ms)}", through_line(fax, rng))))
+    assert (outcome["verdict"], outcome["action"], outcome["reason"]) == ("FAX", "HANGUP", "FAX")

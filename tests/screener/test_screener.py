@@ -70,3 +70,30 @@ def test_shipped_models_label_the_bundled_examples():
     for row in rows:
         verdict = screener.screen(read_audio(EXAMPLES / row["file"]))
         assert verdict.label == row["class"], row["file"]
+
+
+def test_batch_is_the_stream_however_the_audio_is_chunked(screener, small_corpus):
+    # AudioSocket's frames: mostly 320 bytes with a 24-byte one among them, and odd sizes from relays.
+    sizes = [160, 12, 160, 148, 7, 153, 160, 320]
+    for clip in sorted((small_corpus / "test").glob("*.wav")):
+        samples = read_audio(clip)
+        batch = screener.screen(samples)
+        stream, pos, k = screener.stream(), 0, 0
+        verdict = None
+        while verdict is None and pos < len(samples):
+            verdict = stream.feed(samples[pos : pos + sizes[k % len(sizes)]])
+            pos += sizes[k % len(sizes)]
+            k += 1
+        verdict = verdict or stream.finish()
+        assert (verdict.label, verdict.decided_ms, verdict.proven, verdict.scores) == \
+               (batch.label, batch.decided_ms, batch.proven, batch.scores), clip.name
+
+
+@pytest.mark.parametrize("burst_starts_ms", [1500, 1750, 1975])
+def test_a_fax_burst_cut_by_the_windows_end_is_heard_out(screener, burst_starts_ms):
+    rng = np.random.default_rng(burst_starts_ms)
+    cng = next(c for c in CADENCES if c.name == "fax_cng")
+    x, _ = signals.cadence_tone(cng, seconds(3), rng, -20.0, offset_ms=3500.0 - burst_starts_ms)
+    verdict = screener.screen(through_line(x, rng))
+    assert (verdict.label, verdict.proven) == ("fax", True)
+    assert verdict.decided_ms <= burst_starts_ms + 500 + 100
