@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -87,8 +88,9 @@ class PBX:
                    "musiconhold.conf": "[default]\nmode = files\ndirectory = /usr/share/asterisk/moh\n"}
         agi_bin = workdir / "asterisk" / "agi-bin"
         agi_bin.mkdir(parents=True, exist_ok=True)
-        relay = shutil.which("pbxguard-eagi")
-        assert relay, "pbxguard-eagi is not on PATH: install the package (bash .ci/setup)"
+        beside = Path(sys.executable).with_name("pbxguard-eagi")  # the relay installed with this Python
+        relay = str(beside) if beside.exists() else shutil.which("pbxguard-eagi")
+        assert relay, "pbxguard-eagi is not installed: install the package (bash .ci/setup)"
         (agi_bin / "pbxguard-eagi").symlink_to(relay)
         self.asterisk = Asterisk(workdir / "asterisk", extensions, configs, env={"PBXGUARD_RUNDIR": daemon.rundir})
 
@@ -291,3 +293,34 @@ def test_a_fax_is_hung_up_whatever_the_phase_of_its_cng_at_answer(pbx, offset_ms
     fax, _ = signals.cadence_tone(cng, seconds(3.0), rng, -20.0, offset_ms=offset_ms)
     outcome = pbx.outcome(pbx.call(pbx.wav(f"fax_at_{int(offset_ms)}", through_line(fax, rng))))
     assert (outcome["verdict"], outcome["action"], outcome["reason"]) == ("FAX", "HANGUP", "FAX")
+
+
+def test_a_server_that_answers_but_sets_nothing_lets_the_call_through(pbx, openings):
+    # A broken pbxguard (or anything else on its port) that reads the AGI header and hangs up on Asterisk.
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    pbx.server(f"127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        outcome = pbx.outcome(pbx.call(openings["dead_air"]))
+    finally:
+        pbx.server(f"127.0.0.1:{pbx.daemon.agi_port}")
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert outcome["action"] == "" and outcome["member"] == "Local/agent@pbxguard-example-agents/n"
