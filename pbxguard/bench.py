@@ -10,6 +10,7 @@ import resource
 import tempfile
 import time
 from multiprocessing import get_context
+from pathlib import Path
 
 import numpy as np
 
@@ -170,4 +171,132 @@ def run_channels(screener: Screener, channels: int, seconds: float, pbx: str = "
         "daemon_cpu_percent_of_one_core": round(100.0 * cpu / wall, 1),
         "daemon_peak_rss_mb": round(hwm / 1024.0, 1),
         "rss_budget_mb": round(300 + channels * 64 / 1024, 1),
+    }
+
+
+SIPP_SCENARIO = Path(__file__).resolve().parents[1] / "dialplan" / "sipp" / "uac_rtp.xml"
+SIPP_CALLERS = {"live": "+12025550101", "dead_air": "+12025550102", "fax": "+12025550103"}
+SIPP_PREFIX = {"live": "71", "dead_air": "72", "fax": "73"}
+SIPP_MODULES = ("chan_pjsip", "res_pjsip", "res_pjsip_session", "res_pjsip_sdp_rtp", "res_pjproject",
+                "res_pjsip_endpoint_identifier_ip", "res_pjsip_caller_id", "res_pjsip_logger", "res_rtp_asterisk",
+                "res_sorcery_config", "res_sorcery_memory", "res_sorcery_astdb", "res_pjsip_authenticator_digest",
+                "res_pjsip_outbound_authenticator_digest", "res_http_websocket", "res_pjsip_transport_websocket",
+                "res_pjsip_pubsub", "res_pjsip_registrar", "res_pjsip_acl", "res_pjsip_rfc3326", "res_pjsip_dtmf_info")
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def run_sipp(screener: Screener, channels: int, seconds: float) -> dict:
+    """SIPp callers streaming RTP from recorded openings into a real Asterisk 22.10.1 running the shipped
+    dialplan's [pbxguard-amd], screened by a real daemon in this process: `channels` concurrent calls (a
+    third per opening) for about `seconds`. Every call is matched to its call-log row by the number it
+    dialled; its verdict must be the one its audio gets screened alone (after the mu-law the RTP carries)."""
+    import asyncio
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import threading
+
+    from pbxguard import config
+    from pbxguard.audio import g711
+    from pbxguard.server import Server
+    from pbxguard.store.record import CallRecord, ChallengeOutcome
+    from pbxguard.testing import pbx
+
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        raise RuntimeError("sipp is not installed (Debian package sip-tester; bash .ci/setup installs it)")
+    work = Path(tempfile.mkdtemp(prefix="pbxguard-sipp-"))
+    with get_context("fork").Pool(1) as pool:
+        audio = pool.apply(load_audio)
+    expected, files = {}, {}
+    for kind, samples in audio.items():
+        codes = g711.ulaw_encode(samples)
+        expected[kind] = screener.screen(g711.ulaw_decode(codes)).label
+        files[kind] = work / f"{kind}.ulaw"
+        files[kind].write_bytes(codes.tobytes())
+
+    cfg = config.load(None).with_(fastagi={"port": 0}, audiosocket={"port": 0}, metrics={"enabled": False},
+                                  database={"path": str(work / "calls.db")})
+    records: dict[str, CallRecord] = {}
+
+    def keep(record: CallRecord | ChallengeOutcome) -> None:
+        if isinstance(record, CallRecord):
+            records[record.called] = record
+
+    loop = asyncio.new_event_loop()
+    server = Server(cfg, screener)
+    server.recorder.subscribers.append(keep)
+    server.metrics.latency_samples = []
+    loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        sip_port = s.getsockname()[1]
+    extensions = (f"[globals]\nPBXGUARD_SERVER=127.0.0.1:{server.port(0)}\n\n"
+                  f"#include {Path(__file__).resolve().parents[1] / 'dialplan' / 'asterisk' / 'extensions_pbxguard.conf'}\n"
+                  "[sipp-load]\nexten => _X.,1,Answer()\n same => n,Gosub(pbxguard-amd,s,1(2000,${EXTEN}))\n"
+                  " same => n,Hangup()\n")
+    configs = {
+        "pjsip.conf": f"[udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:{sip_port}\n\n"
+                      "[load]\ntype = endpoint\ncontext = sipp-load\ndisallow = all\nallow = ulaw\ndirect_media = no\n"
+                      "rtp_symmetric = yes\n\n[load-ip]\ntype = identify\nendpoint = load\nmatch = 127.0.0.1\n",
+        "rtp.conf": "[general]\nrtpstart = 10000\nrtpend = 19999\n",
+    }
+    asterisk = pbx.Asterisk(work / "asterisk", extensions, configs, extra_modules=SIPP_MODULES)
+    per_kind = max(1, channels // len(audio))
+    calls_per_kind = max(per_kind, int(per_kind * seconds / 3.0))
+    cpu0 = time.process_time()
+    ast0, wall0 = _cpu_ticks(asterisk.process.pid), time.monotonic()
+    runs = []
+    for k, kind in enumerate(audio):
+        # SIPp expands no keyword inside rtp_stream="...": each opening gets its own copy of the scenario.
+        scenario = work / f"uac_{kind}.xml"
+        scenario.write_text(SIPP_SCENARIO.read_text().replace('rtp_stream="[audio],', f'rtp_stream="{files[kind]},'))
+        log = open(work / f"sipp_{kind}.log", "w")
+        runs.append((subprocess.Popen(
+            [sipp, f"127.0.0.1:{sip_port}", "-sf", str(scenario), "-s", SIPP_PREFIX[kind], "-key", "caller", SIPP_CALLERS[kind], "-i", "127.0.0.1", "-p", str(sip_port + 1 + k),
+             "-l", str(per_kind), "-r", str(per_kind), "-rp", "3000", "-m", str(calls_per_kind), "-nostdin",
+             "-mi", "127.0.0.1", "-mp", str(20000 + 4000 * k), "-timeout", f"{int(seconds + 120)}s",
+             "-trace_err", "-error_file", str(work / f"sipp_{kind}.err")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=work), log))
+    for process, log in runs:
+        process.wait()
+        log.close()
+    wall = time.monotonic() - wall0
+    ast_cpu = (_cpu_ticks(asterisk.process.pid) - ast0) / os.sysconf("SC_CLK_TCK")
+    time.sleep(1.0)  # the last calls' rows
+    daemon_cpu = time.process_time() - cpu0
+    asterisk.stop()
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+    placed = {kind: [f"{SIPP_PREFIX[kind]}{n}" for n in range(1, calls_per_kind + 1)] for kind in audio}
+    total = sum(len(v) for v in placed.values())
+    lost = sum(1 for kind, numbers in placed.items() for n in numbers
+               if n not in records or records[n].status != "screened")
+    wrong = sum(1 for kind, numbers in placed.items() for n in numbers
+                if n in records and records[n].status == "screened" and records[n].verdict != expected[kind])
+    latencies = np.array(server.metrics.latency_samples) * 1000.0
+    if not lost and not wrong:
+        shutil.rmtree(work, ignore_errors=True)  # otherwise kept: SIPp's and Asterisk's logs say why
+    return {
+        "work": str(work) if lost or wrong else "(removed)",
+        "pbx": "asterisk 22.10.1 + sipp",
+        "channels": per_kind * len(audio),
+        "calls": total,
+        "lost_verdicts": lost,
+        "wrong_verdicts": wrong,
+        "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if len(latencies) else None,
+        "latency_p99_ms": round(float(np.percentile(latencies, 99)), 1) if len(latencies) else None,
+        "asterisk_cpu_ms_per_call": round(1000.0 * ast_cpu / max(total, 1), 2),
+        "daemon_cpu_ms_per_call": round(1000.0 * daemon_cpu / max(total, 1), 2),
+        "wall_s": round(wall, 1),
     }

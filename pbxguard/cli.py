@@ -65,7 +65,9 @@ def cmd_classify(args) -> int:
 def cmd_bench(args) -> int:
     from pbxguard import bench
 
-    if args.channels:
+    if args.sipp:
+        result = bench.run_sipp(_screener(args), args.sipp, args.seconds)
+    elif args.channels:
         result = bench.run_channels(_screener(args), args.channels, args.seconds, args.pbx)
     else:
         result = bench.run(_screener(args), per_class=args.per_class, rounds=args.rounds)
@@ -266,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, default=0, help="instead: N concurrent fake Asterisk channels through the daemon")
     p.add_argument("--seconds", type=float, default=20.0, help="with --channels: how long each channel keeps calling")
     p.add_argument("--pbx", choices=("asterisk", "freeswitch"), default="asterisk", help="with --channels: which path")
+    p.add_argument("--sipp", type=int, default=0,
+                   help="instead: N concurrent SIPp calls with RTP through the real Asterisk in ../shared/pbx")
     engine_options(p)
     p.set_defaults(func=cmd_bench)
 

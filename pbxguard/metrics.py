@@ -21,6 +21,14 @@ class Metrics:
         self.challenges = Counter("pbxguard_challenges", "Turing test outcomes", ["outcome"], registry=self.registry)
         self.model = Info("pbxguard_model", "The loaded model", registry=self.registry)
 
+        self.latency_samples: list[float] | None = None  # a benchmark sets a list to keep every latency
+
+    def verdict_sent(self, seconds: float) -> None:
+        """From the end of the window's audio to the last variable set."""
+        self.latency.observe(seconds)
+        if self.latency_samples is not None:
+            self.latency_samples.append(seconds)
+
     def serve(self, host: str, port: int):
         """Start the HTTP endpoint in a background thread; returns (server, thread)."""
         return start_http_server(port, addr=host, registry=self.registry)

@@ -113,7 +113,7 @@ class ScreeningService:
             # Committed before the verdict is sent: a crash after this loses no call whose verdict went out.
             await self.recorder.call(self._record(call, verdict, decision, "screened"), caller, call.stream.samples)
             await self._set(request, variables)
-            self.recorder.metrics.latency.observe(time.monotonic() - window_end)
+            self.recorder.metrics.verdict_sent(time.monotonic() - window_end)
         except AGIError as exc:
             await self.recorder.call(self._record(call, None, None, "agi_error", error=str(exc)), caller)
             raise

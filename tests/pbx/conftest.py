@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.pbx import asterisk as real_asterisk
+from pbxguard.testing import pbx as real_asterisk
 
 
 def require(unpack):

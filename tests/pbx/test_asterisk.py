@@ -23,10 +23,10 @@ import pytest
 
 from pbxguard.audio.files import read_audio, write_wav
 from pbxguard.features.tones import CADENCES
+from pbxguard.testing.pbx import ROOT, Asterisk
 from pbxguard.train import signals
 from tests.daemon import EXAMPLES, Daemon
 from tests.ops.conftest import RunningDaemon
-from tests.pbx.asterisk import ROOT, Asterisk
 from tests.signals import seconds, through_line
 
 SHIPPED = ROOT / "dialplan" / "asterisk"

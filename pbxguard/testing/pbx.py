@@ -1,7 +1,8 @@
-"""A real Asterisk 22.10.1 from ../shared/pbx, run from a folder as a test fixture.
+"""A real Asterisk 22.10.1 (the prebuilt tarball in ../shared/pbx, or $PBXGUARD_SHARED_PBX), run from a
+folder for the tests and the SIPp load benchmark.
 
-Unpacked once per test run into build/pbx (checked against SHA256SUMS), configured for loopback only with
-the modules the shipped dialplan needs, started in the foreground as a child process, and stopped by PID.
+Unpacked once into build/pbx (checked against SHA256SUMS), configured for loopback only with the modules the
+shipped dialplan needs, started in the foreground as a child process, and stopped by PID.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED_PBX = ROOT.parent / "shared" / "pbx"
+SHARED_PBX = Path(os.environ.get("PBXGUARD_SHARED_PBX", ROOT.parent / "shared" / "pbx"))
 TARBALL = "asterisk-22.10.1-debian12-amd64.tar.xz"
 BUILD = ROOT / "build" / "pbx"
 SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
@@ -82,7 +83,7 @@ class Asterisk:
     """One running Asterisk. `extensions` is the body of extensions.conf (it may #include the shipped file)."""
 
     def __init__(self, workdir: Path, extensions: str, extra_configs: dict[str, str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, extra_modules: tuple[str, ...] = ()) -> None:
         self.prefix = unpack()
         self.dir = workdir
         for sub in ("etc", "lib", "run", "log", "spool", "agi-bin", "keys", "cache", "data"):
@@ -113,7 +114,7 @@ astcachedir => {workdir / 'cache'}
 [options]
 verbose = 3
 """)
-        (etc / "modules.conf").write_text("[modules]\nautoload = no\n" + "".join(f"load => {m}.so\n" for m in MODULES))
+        (etc / "modules.conf").write_text("[modules]\nautoload = no\n" + "".join(f"load => {m}.so\n" for m in MODULES + extra_modules))
         (etc / "logger.conf").write_text("[general]\n[logfiles]\nmessages => notice,warning,error\nfull => verbose,notice,warning,error\n")
         (etc / "extensions.conf").write_text(extensions)
         for name, text in {**BASE_CONFIGS, **(extra_configs or {})}.items():
