@@ -261,7 +261,8 @@ def run_sipp(screener: Screener, channels: int, seconds: float) -> dict:
         scenario.write_text(SIPP_SCENARIO.read_text().replace('rtp_stream="[audio],', f'rtp_stream="{files[kind]},'))
         log = open(work / f"sipp_{kind}.log", "w")
         runs.append((subprocess.Popen(
-            [sipp, f"127.0.0.1:{sip_port}", "-sf", str(scenario), "-s", SIPP_PREFIX[kind], "-key", "caller", SIPP_CALLERS[kind], "-i", "127.0.0.1", "-p", str(sip_port + 1 + k),
+            [sipp, f"127.0.0.1:{sip_port}", "-sf", str(scenario), "-s", SIPP_PREFIX[kind], "-key", "caller",
+             SIPP_CALLERS[kind], "-i", "127.0.0.1", "-p", str(sip_port + 1 + k),
              "-l", str(per_kind), "-r", str(per_kind), "-rp", "3000", "-m", str(calls_per_kind), "-nostdin",
              "-mi", "127.0.0.1", "-mp", str(20000 + 4000 * k), "-timeout", f"{int(seconds + 120)}s",
              "-trace_err", "-error_file", str(work / f"sipp_{kind}.err")],

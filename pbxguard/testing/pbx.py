@@ -50,25 +50,22 @@ class MissingPBX(RuntimeError):
     pass
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def unpack() -> Path:
     """The Asterisk prefix, unpacked once (a marker holds the tarball's sha256)."""
     tarball = SHARED_PBX / TARBALL
     if not tarball.exists():
         raise MissingPBX(f"{tarball} is missing: the real-Asterisk tests need ../shared/pbx beside the checkout")
-    sums = dict(reversed(line.split()) for line in (SHARED_PBX / "SHA256SUMS").read_text().splitlines() if line.strip())
+    sums: dict[str, str] = {}
+    for line in (SHARED_PBX / "SHA256SUMS").read_text().splitlines():
+        if line.strip():
+            digest, name = line.split()
+            sums[name] = digest
     target = BUILD / TARBALL.removesuffix(".tar.xz")
     marker = target / ".sha256"
     if marker.exists() and marker.read_text() == sums[TARBALL]:
         return target / "asterisk-22.10.1"
-    actual = _sha256(tarball)
+    with open(tarball, "rb") as f:
+        actual = hashlib.file_digest(f, "sha256").hexdigest()
     if actual != sums[TARBALL]:
         raise MissingPBX(f"{tarball}: sha256 {actual} is not the one in SHA256SUMS")
     shutil.rmtree(target, ignore_errors=True)
@@ -89,11 +86,9 @@ class Asterisk:
         for sub in ("etc", "lib", "run", "log", "spool", "agi-bin", "keys", "cache", "data"):
             (workdir / sub).mkdir(parents=True, exist_ok=True)
         data = workdir / "data"
-        for name, source in (("documentation", self.prefix / "var/lib/asterisk/documentation"), ("sounds", None)):
-            link = data / name
-            if name == "sounds":
-                (data / "sounds").mkdir(exist_ok=True)
-                link, source = data / "sounds" / "en", SOUNDS
+        (data / "sounds").mkdir(exist_ok=True)
+        for link, source in ((data / "documentation", self.prefix / "var/lib/asterisk/documentation"),
+                             (data / "sounds" / "en", SOUNDS)):
             if not link.exists():
                 link.symlink_to(source)
         etc = workdir / "etc"
