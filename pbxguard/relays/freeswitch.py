@@ -80,6 +80,9 @@ class ScreeningCall:
             audio.connect(audio_path)
             agi.sendall(self._environment(data, call_id))
             audio.sendall(uuid_frame(call_id))
+            # FreeSWITCH buffers recordings in 64 KiB (4.1 s of audio) unless told not to: nothing could be
+            # decided before 4.1 s.
+            s.api(f"uuid_setvar {channel_uuid} enable_file_write_buffering false")
             s.api(f"uuid_setvar {channel_uuid} RECORD_READ_ONLY true")
             s.api(f"uuid_setvar {channel_uuid} record_sample_rate {SAMPLE_RATE}")
             s.api(f"uuid_record {channel_uuid} start {path} {RECORD_LIMIT_S}")

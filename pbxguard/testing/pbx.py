@@ -7,6 +7,7 @@ shipped dialplan needs, started in the foreground as a child process, and stoppe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -50,30 +51,31 @@ class MissingPBX(RuntimeError):
     pass
 
 
-def unpack() -> Path:
-    """The Asterisk prefix, unpacked once (a marker holds the tarball's sha256)."""
-    tarball = SHARED_PBX / TARBALL
+def unpack(name: str = TARBALL) -> Path:
+    """The prefix of a PBX tarball, unpacked once (a marker holds the tarball's sha256)."""
+    tarball = SHARED_PBX / name
     if not tarball.exists():
-        raise MissingPBX(f"{tarball} is missing: the real-Asterisk tests need ../shared/pbx beside the checkout")
+        raise MissingPBX(f"{tarball} is missing: the real-PBX tests need ../shared/pbx beside the checkout")
     sums: dict[str, str] = {}
     for line in (SHARED_PBX / "SHA256SUMS").read_text().splitlines():
         if line.strip():
             digest, name = line.split()
             sums[name] = digest
-    target = BUILD / TARBALL.removesuffix(".tar.xz")
+    target = BUILD / name.removesuffix(".tar.xz")
     marker = target / ".sha256"
-    if marker.exists() and marker.read_text() == sums[TARBALL]:
-        return target / "asterisk-22.10.1"
+    top = name.split("-debian12")[0]  # the folder inside the tarball: asterisk-22.10.1, freeswitch-1.10.12
+    if marker.exists() and marker.read_text() == sums[name]:
+        return target / top
     with open(tarball, "rb") as f:
         actual = hashlib.file_digest(f, "sha256").hexdigest()
-    if actual != sums[TARBALL]:
+    if actual != sums[name]:
         raise MissingPBX(f"{tarball}: sha256 {actual} is not the one in SHA256SUMS")
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     with tarfile.open(tarball) as tar:
         tar.extractall(target, filter="tar")
     marker.write_text(actual)
-    return target / "asterisk-22.10.1"
+    return target / top
 
 
 class Asterisk:
@@ -156,4 +158,161 @@ verbose = 3
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        self.console.close()
+
+
+FREESWITCH_TARBALL = "freeswitch-1.10.12-debian12-amd64.tar.xz"
+
+
+class ESL:
+    """A small inbound event-socket client: `api` commands and the events it subscribed to."""
+
+    def __init__(self, port: int, password: str = "ClueCon", events: str = "CHANNEL_HANGUP_COMPLETE") -> None:
+        import socket
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.buffer = b""
+        self.events: list[dict[str, str]] = []
+        self._read()  # auth/request
+        self._command(f"auth {password}")
+        self._command(f"event plain {events}")
+
+    def _block(self) -> tuple[dict[str, str], str]:
+        while b"\n\n" not in self.buffer:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("FreeSWITCH closed the event socket")
+            self.buffer += data
+        head, self.buffer = self.buffer.split(b"\n\n", 1)
+        headers = dict(line.split(": ", 1) for line in head.decode().split("\n") if ": " in line)
+        length = int(headers.get("Content-Length", 0))
+        while len(self.buffer) < length:
+            self.buffer += self.sock.recv(65536)
+        body, self.buffer = self.buffer[:length].decode(), self.buffer[length:]
+        return headers, body
+
+    def _read(self) -> tuple[dict[str, str], str]:
+        """The next reply; events read on the way are kept."""
+        from urllib.parse import unquote
+
+        while True:
+            headers, body = self._block()
+            if headers.get("Content-Type") == "text/event-plain":
+                head = body.split("\n\n", 1)[0]
+                self.events.append({k: unquote(v) for k, v in (line.split(": ", 1) for line in head.split("\n") if ": " in line)})
+                continue
+            return headers, body
+
+    def _command(self, command: str) -> str:
+        self.sock.sendall((command + "\n\n").encode())
+        headers, body = self._read()
+        return headers.get("Reply-Text", "") or body
+
+    def api(self, command: str) -> str:
+        return self._command(f"api {command}").strip()
+
+    def wait_event(self, predicate, timeout: float) -> dict[str, str]:
+
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events:
+                if predicate(event):
+                    return event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no such event")
+            self.sock.settimeout(remaining)
+            try:
+                headers, body = self._block()
+            except TimeoutError:
+                continue
+            finally:
+                self.sock.settimeout(10)
+            if headers.get("Content-Type") == "text/event-plain":
+                from urllib.parse import unquote
+
+                head = body.split("\n\n", 1)[0]
+                self.events.append({k: unquote(v) for k, v in (line.split(": ", 1) for line in head.split("\n") if ": " in line)})
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class FreeSWITCH:
+    """One running FreeSWITCH 1.10.12 with the tarball's minimal conf, on free loopback ports, and the given
+    dialplan files added (name -> XML: `public/x.xml` into the public context, `x.xml` beside it)."""
+
+    def __init__(self, workdir: Path, dialplan: dict[str, str], variables: dict[str, str] | None = None) -> None:
+        import socket
+
+        self.prefix = unpack(FREESWITCH_TARBALL)
+        self.dir = workdir
+        conf = workdir / "conf"
+        if not conf.exists():
+            shutil.copytree(self.prefix / "conf", conf)
+        ports = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        self.esl_port, self.sip_port = ports
+        edits = {"autoload_configs/event_socket.conf.xml": [('value="8021"', f'value="{self.esl_port}"')],
+                 "autoload_configs/sofia.conf.xml": [('value="5080"', f'value="{self.sip_port}"')],
+                 "autoload_configs/callcenter.conf.xml": [("127.0.0.1:5080", f"127.0.0.1:{self.sip_port}")],
+                 "autoload_configs/switch.conf.xml": [('name="sessions-per-second" value="100"',
+                                                       'name="sessions-per-second" value="1000"')]}
+        for name, pairs in edits.items():
+            text = (conf / name).read_text()
+            for old, new in pairs:
+                text = text.replace(old, new)
+            (conf / name).write_text(text)
+        presets = "".join(f'  <X-PRE-PROCESS cmd="set" data="{k}={v}"/>\n' for k, v in (variables or {}).items())
+        main = (conf / "freeswitch.xml").read_text()
+        (conf / "freeswitch.xml").write_text(main.replace('<document type="freeswitch/xml">\n',
+                                                          '<document type="freeswitch/xml">\n' + presets, 1))
+        for name, xml in dialplan.items():
+            (conf / "dialplan" / name).parent.mkdir(parents=True, exist_ok=True)
+            (conf / "dialplan" / name).write_text(xml)
+        for sub in ("log", "run", "db", "storage", "cache", "recordings"):
+            (workdir / sub).mkdir(exist_ok=True)
+        sounds = workdir / "sounds"
+        if not sounds.exists():
+            sounds.symlink_to(SOUNDS)  # Asterisk's prompts stand in for FreeSWITCH's sound packs
+        env = {**os.environ, "LD_LIBRARY_PATH": str(self.prefix / "lib")}
+        self.console = open(workdir / "console.log", "w")
+        self.process = subprocess.Popen(
+            [str(self.prefix / "bin/freeswitch"), "-nf", "-nc", "-nonat", "-base", str(self.prefix), "-mod",
+             str(self.prefix / "mod"), "-conf", str(conf), "-log", str(workdir / "log"), "-run", str(workdir / "run"),
+             "-db", str(workdir / "db"), "-sounds", str(sounds), "-storage", str(workdir / "storage"),
+             "-cache", str(workdir / "cache"), "-recordings", str(workdir / "recordings")],
+            env=env, stdin=subprocess.DEVNULL, stdout=self.console, stderr=subprocess.STDOUT)
+        self.esl = ESL(self.esl_port)
+        deadline = time.monotonic() + 60
+        while "UP" not in self.esl.api("status"):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"FreeSWITCH did not come up (see {workdir}/console.log)")
+            time.sleep(0.2)
+
+    def log(self) -> str:
+        path = self.dir / "log" / "freeswitch.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(Exception):
+                self.esl.api("fsctl shutdown")
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.esl.close()
         self.console.close()

@@ -1,0 +1,110 @@
+"""Calls through a real FreeSWITCH 1.10.12 running the shipped XML dialplan, screened by a real daemon
+through its ESL outbound server.
+
+Each call is a loopback channel: its `-b` leg runs the shipped public extension (screen, then the shipped
+pbxguard context: queue, challenge or hangup), its `-a` leg is the caller, playing an opening. What the
+route did is read from the `-b` leg's CHANNEL_HANGUP_COMPLETE event.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pbxguard.audio.files import write_wav
+from pbxguard.testing.pbx import ROOT, FreeSWITCH
+from tests.daemon import Daemon
+
+SHIPPED = ROOT / "dialplan" / "freeswitch"
+AGENT = """<include>
+  <extension name="test-agent">
+    <condition field="destination_number" expression="^agent$">
+      <action application="answer"/>
+      <action application="playback" data="hello-world.wav"/>
+      <action application="hangup"/>
+    </condition>
+  </extension>
+</include>
+"""
+
+
+class PBX:
+    numbers = itertools.count(5550100)
+
+    def __init__(self, workdir: Path, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.audio = workdir / "audio"
+        self.audio.mkdir(parents=True, exist_ok=True)
+        esl = f"127.0.0.1:{daemon.server.freeswitch_port}"
+        entry = (SHIPPED / "public" / "00_pbxguard.xml").read_text().replace("127.0.0.1:8084", esl)
+        entry = entry.replace('expression="^(5551000)$"', 'expression="^(555\\d{4})$"')  # as an admin edits it
+        routes = (SHIPPED / "pbxguard.xml").read_text().replace("127.0.0.1:8084", esl)
+        self.fs = FreeSWITCH(workdir / "freeswitch", {"public/00_pbxguard.xml": entry, "public/99_agent.xml": AGENT,
+                                                      "pbxguard.xml": routes})
+        self.fs.esl.api("fsctl sps 1000")
+
+    def wav(self, name: str, samples) -> str:
+        path = self.audio / f"{name}.wav"
+        write_wav(path, samples)
+        return str(path)
+
+    def call(self, audio: str, caller: str = "+12025550143") -> str:
+        number = str(next(self.numbers))
+        a_leg = str(uuid.uuid4())
+        reply = self.fs.esl.api(f"originate {{origination_uuid={a_leg},origination_caller_id_number={caller}}}"
+                                f"loopback/{number}/public 'playback:{audio},sleep:8000' inline")
+        assert reply.startswith("+OK"), reply
+        return number
+
+    def outcome(self, number: str, timeout: float = 40.0) -> dict[str, str]:
+        return self.fs.esl.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE"
+                                      and e.get("Channel-Name") == f"loopback/{number}-b", timeout)
+
+    def stop(self) -> None:
+        self.fs.stop()
+
+
+@pytest.fixture(scope="module")
+def freeswitch_prefix():
+    from tests.pbx.conftest import require
+    from pbxguard.testing import pbx
+
+    return require(lambda: pbx.unpack(pbx.FREESWITCH_TARBALL))
+
+
+@pytest.fixture(scope="module")
+def fs(freeswitch_prefix, tmp_path_factory):
+    daemon = Daemon(freeswitch={"enabled": True, "port": 0, "recordings": str(tmp_path_factory.mktemp("recordings"))})
+    pbx = PBX(Path(tempfile.mkdtemp(prefix="pbxguard-freeswitch-")), daemon)
+    yield pbx
+    pbx.stop()
+    daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def openings(fs, calls_audio):
+    return {name: fs.wav(name, samples) for name, samples in calls_audio.items()}
+
+
+def test_a_live_caller_is_bridged_to_the_shipped_queue(fs, openings):
+    number = fs.call(openings["live"])
+    event = fs.outcome(number)
+    assert (event.get("variable_pbxguard_verdict"), event.get("variable_pbxguard_action")) == ("HUMAN", "BRIDGE")
+    assert event.get("variable_cc_queue_answered_epoch")  # the shipped queue's agent took the call
+    record = fs.daemon.call_log().call(event["variable_pbxguard_call_id"])
+    assert (record.called, record.caller, record.status) == (number, "+12025550143", "screened")
+
+
+def test_a_proven_fax_is_hung_up(fs, openings):
+    event = fs.outcome(fs.call(openings["fax"]))
+    assert (event.get("variable_pbxguard_verdict"), event.get("variable_pbxguard_action")) == ("FAX", "HANGUP")
+    assert event.get("variable_pbxguard_rejected") == "REJECTED_CALLER_FAX"
+    assert event.get("Hangup-Cause") == "CALL_REJECTED"
+    # Proven after its first burst (~0.6 s of audio): hung up long before the window's end, so the audio
+    # reached pbxguard as it came (FreeSWITCH's recordings are buffered 4.1 s unless told otherwise).
+    held = (int(event["Caller-Channel-Hangup-Time"]) - int(event["Caller-Channel-Answered-Time"])) / 1e6
+    assert held < 2.0
