@@ -70,8 +70,8 @@ class PBX:
 
 @pytest.fixture(scope="module")
 def freeswitch_prefix():
-    from tests.pbx.conftest import require
     from pbxguard.testing import pbx
+    from tests.pbx.conftest import require
 
     return require(lambda: pbx.unpack(pbx.FREESWITCH_TARBALL))
 
