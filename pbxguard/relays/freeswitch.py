@@ -33,7 +33,13 @@ POLL_S = FRAME_MS / 1000
 READ_BYTES = 3200  # at most 200 ms of audio per frame sent on
 DTMF_KEYS = "0123456789*#ABCD"
 NO_RECORDING_S = 1.0  # a recording that has not appeared by then never will
-RECORD_LIMIT_S = 10
+RECORD_MARGIN_S = 3  # past the window: listening on for a fax burst, and slack
+
+
+def record_limit_s(data: dict) -> int:
+    """How long FreeSWITCH may record: the call's window and a margin (the daemon stops it sooner)."""
+    window = data.get("variable_pbxguard_window_ms") or "2000"
+    return (int(window) if window.isdigit() else 2000) // 1000 + RECORD_MARGIN_S
 
 
 def fs_variable(name: str, value: str) -> tuple[str, str]:
@@ -85,7 +91,7 @@ class ScreeningCall:
             s.api(f"uuid_setvar {channel_uuid} enable_file_write_buffering false")
             s.api(f"uuid_setvar {channel_uuid} RECORD_READ_ONLY true")
             s.api(f"uuid_setvar {channel_uuid} record_sample_rate {SAMPLE_RATE}")
-            s.api(f"uuid_record {channel_uuid} start {path} {RECORD_LIMIT_S}")
+            s.api(f"uuid_record {channel_uuid} start {path} {record_limit_s(data)}")
             joinall([spawn(self._pump, path, audio), spawn(self._commands, agi, channel_uuid)])
             if self.alive():
                 s.api(f"uuid_record {channel_uuid} stop {path}")

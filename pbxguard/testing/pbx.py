@@ -294,7 +294,7 @@ class FreeSWITCH:
              "-db", str(workdir / "db"), "-sounds", str(sounds), "-storage", str(workdir / "storage"),
              "-cache", str(workdir / "cache"), "-recordings", str(workdir / "recordings")],
             env=env, stdin=subprocess.DEVNULL, stdout=self.console, stderr=subprocess.STDOUT)
-        self.esl = ESL(self.esl_port)
+        self.esl = ESL(self.esl_port, events="CHANNEL_HANGUP_COMPLETE CHANNEL_EXECUTE")
         deadline = time.monotonic() + 60
         while "UP" not in self.esl.api("status"):
             if time.monotonic() > deadline or self.process.poll() is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -32,16 +33,23 @@ AGENT = """<include>
 """
 
 
+PROMPTS = {"ivr/ivr-please_enter_the.wav": "vm-press.wav", "ivr/ivr-that_was_an_invalid_entry.wav": "please-try-again.wav",
+           "voicemail/vm-goodbye.wav": "goodbye.wav"}
+
+
 class PBX:
     numbers = itertools.count(5550100)
 
     def __init__(self, workdir: Path, daemon: Daemon) -> None:
         self.daemon = daemon
+        self.a_legs: dict[str, str] = {}
         self.audio = workdir / "audio"
         self.audio.mkdir(parents=True, exist_ok=True)
         esl = f"127.0.0.1:{daemon.server.freeswitch_port}"
         entry = (SHIPPED / "public" / "00_pbxguard.xml").read_text().replace("127.0.0.1:8084", esl)
         entry = entry.replace('expression="^(5551000)$"', 'expression="^(555\\d{4})$"')  # as an admin edits it
+        for ours, asterisks in PROMPTS.items():  # no FreeSWITCH sound pack here: Asterisk's prompts stand in
+            entry = entry.replace(ours, asterisks)
         routes = (SHIPPED / "pbxguard.xml").read_text().replace("127.0.0.1:8084", esl)
         self.fs = FreeSWITCH(workdir / "freeswitch", {"public/00_pbxguard.xml": entry, "public/99_agent.xml": AGENT,
                                                       "pbxguard.xml": routes})
@@ -52,13 +60,24 @@ class PBX:
         write_wav(path, samples)
         return str(path)
 
-    def call(self, audio: str, caller: str = "+12025550143") -> str:
+    def call(self, audio: str, caller: str = "+12025550143", stay_ms: int = 8000) -> str:
         number = str(next(self.numbers))
-        a_leg = str(uuid.uuid4())
+        self.a_legs[number] = a_leg = str(uuid.uuid4())
         reply = self.fs.esl.api(f"originate {{origination_uuid={a_leg},origination_caller_id_number={caller}}}"
-                                f"loopback/{number}/public 'playback:{audio},sleep:8000' inline")
+                                f"loopback/{number}/public 'playback:{audio},sleep:{stay_ms}' inline")
         assert reply.startswith("+OK"), reply
         return number
+
+    def answer_challenge(self, number: str, how: str, tries: int = 1) -> None:
+        """Press the digit asked for (`right`), another one (`wrong`), or nothing, at each of `tries` asks."""
+        for k in range(tries):
+            asked = self.fs.esl.wait_event(
+                lambda e, k=k: e.get("Event-Name") == "CHANNEL_EXECUTE" and e.get("Application") == "play_and_get_digits"
+                and e.get("Channel-Name") == f"loopback/{number}-b" and e.get("variable_pbxguard_try") == str(k + 1), 30)
+            digit = asked["variable_pbxguard_challenge_digit"]
+            if how:
+                time.sleep(0.3)
+                self.fs.esl.api(f"uuid_send_dtmf {self.a_legs[number]} {digit if how == 'right' else (int(digit) + 1) % 10}")
 
     def outcome(self, number: str, timeout: float = 40.0) -> dict[str, str]:
         return self.fs.esl.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE"
@@ -108,3 +127,19 @@ def test_a_proven_fax_is_hung_up(fs, openings):
     # reached pbxguard as it came (FreeSWITCH's recordings are buffered 4.1 s unless told otherwise).
     held = (int(event["Caller-Channel-Hangup-Time"]) - int(event["Caller-Channel-Answered-Time"])) / 1e6
     assert held < 2.0
+
+
+@pytest.mark.parametrize("how, outcome", [("right", "PASS"), ("wrong", "FAIL"), ("", "FAIL")])
+def test_the_challenge_passes_on_the_right_digit_and_reports_what_was_pressed(fs, openings, how, outcome):
+    number = fs.call(openings["dead_air"], stay_ms=25000)
+    fs.answer_challenge(number, how, tries=1 if how == "right" else 2)
+    event = fs.outcome(number)
+    assert (event.get("variable_pbxguard_verdict"), event.get("variable_pbxguard_action")) == ("SILENCE", "CHALLENGE")
+    record = fs.daemon.call_log().call(event["variable_pbxguard_call_id"])
+    assert record.challenge == outcome
+    if how == "right":
+        assert event.get("variable_cc_queue_answered_epoch") and record.label == "human"
+    else:
+        assert event.get("variable_pbxguard_rejected") == "REJECTED_CALLER_SILENCE" and record.label == "silence"
+        assert record.pressed == ("" if not how else event["variable_pbxguard_pressed"])
+        assert (record.pressed != "") == (how == "wrong")  # a wrong digit reaches pbxguard as that digit

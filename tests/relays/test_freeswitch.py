@@ -108,8 +108,10 @@ def test_dialplan_routes_every_action_and_falls_open():
     assert route("pbxguard_route_BRIDGE") == route("pbxguard_route_") == "pbxguard-bridge"  # missing: fail open
     assert route("pbxguard_route_HANGUP") == "pbxguard-hangup"
     assert route("pbxguard_route_CHALLENGE") == "pbxguard-challenge"
-    assert route("pbxguard_result_7") == "pbxguard-challenge-passed"
-    assert route("pbxguard_result_") == "pbxguard-challenge-failed"
+    assert route("pbxguard_ask") == "pbxguard-ask"
+    assert route("pbxguard_answer_right") == "pbxguard-challenge-passed"
+    assert route("pbxguard_answer_wrong1") == "pbxguard-try-again"
+    assert route("pbxguard_answer_wrong2") == "pbxguard-challenge-failed"
 
 
 def test_bind_failure_is_a_clear_startup_error(tmp_path):
