@@ -79,6 +79,18 @@ class ScreeningCall:
             if report:  # the dialplan reporting a challenge outcome, not a call to screen
                 self._report(data, report)
                 return
+            listed = self._check(data)  # the caller-ID lists, before the call is answered
+            if listed in ("DENY", "ALLOW"):
+                s.api(f"uuid_setvar {channel_uuid} pbxguard_action {listed}")
+                s.send("resume")
+                return
+            # FreeSWITCH buffers recordings in 64 KiB (4.1 s of audio) unless told not to: nothing could be
+            # decided before 4.1 s. Set before the answer, so that recording starts with the first frame.
+            s.api(f"uuid_setvar {channel_uuid} enable_file_write_buffering false")
+            s.api(f"uuid_setvar {channel_uuid} RECORD_READ_ONLY true")
+            s.api(f"uuid_setvar {channel_uuid} record_sample_rate {SAMPLE_RATE}")
+            s.api(f"uuid_answer {channel_uuid}")
+            s.api(f"uuid_record {channel_uuid} start {path} {record_limit_s(data)}")
             agi_path, audio_path = socket_paths(self.rundir)
             agi = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             agi.connect(agi_path)
@@ -86,12 +98,6 @@ class ScreeningCall:
             audio.connect(audio_path)
             agi.sendall(self._environment(data, call_id))
             audio.sendall(uuid_frame(call_id))
-            # FreeSWITCH buffers recordings in 64 KiB (4.1 s of audio) unless told not to: nothing could be
-            # decided before 4.1 s.
-            s.api(f"uuid_setvar {channel_uuid} enable_file_write_buffering false")
-            s.api(f"uuid_setvar {channel_uuid} RECORD_READ_ONLY true")
-            s.api(f"uuid_setvar {channel_uuid} record_sample_rate {SAMPLE_RATE}")
-            s.api(f"uuid_record {channel_uuid} start {path} {record_limit_s(data)}")
             joinall([spawn(self._pump, path, audio), spawn(self._commands, agi, channel_uuid)])
             if self.alive():
                 s.api(f"uuid_record {channel_uuid} stop {path}")
@@ -104,15 +110,31 @@ class ScreeningCall:
             path.unlink(missing_ok=True)
             s.stop()
 
+    @staticmethod
+    def _call_headers(data: dict) -> dict[str, str]:
+        return {"agi_channel": data.get("Channel-Name", ""), "agi_uniqueid": data.get("Unique-ID", ""),
+                "agi_callerid": data.get("Caller-Caller-ID-Number", ""),
+                "agi_extension": data.get("Caller-Destination-Number", "")}
+
+    def _check(self, data: dict) -> str:
+        """The daemon's `check` route: PBXGUARD_LIST (DENY, ALLOW or NONE) for this caller."""
+        agi = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        agi.connect(socket_paths(self.rundir)[0])
+        agi.sendall(agi_wire.encode_environment({agi_wire.SCRIPT: "check", **self._call_headers(data)}))
+        listed = ""
+        with agi, agi.makefile("rb") as reader:
+            for raw in reader:
+                variable = agi_wire.parse_set_variable(raw.decode().rstrip("\n"))
+                if variable and variable[0] == "PBXGUARD_LIST":
+                    listed = variable[1]
+                agi.sendall((agi_wire.REPLY_OK + "\n").encode())
+        return listed
+
     def _environment(self, data: dict, call_id: str) -> bytes:
         mode = data.get("variable_pbxguard_mode") or "inbound"
         window = data.get("variable_pbxguard_window_ms") or "2000"
-        return agi_wire.encode_environment({
-            agi_wire.SCRIPT: "screen", "agi_channel": data.get("Channel-Name", ""),
-            "agi_uniqueid": data.get("Unique-ID", ""), "agi_callerid": data.get("Caller-Caller-ID-Number", ""),
-            "agi_extension": data.get("Caller-Destination-Number", ""), "agi_arg_1": mode, "agi_arg_2": window,
-            CALL_ID_HEADER: call_id,
-        })
+        return agi_wire.encode_environment({agi_wire.SCRIPT: "screen", **self._call_headers(data), "agi_arg_1": mode,
+                                            "agi_arg_2": window, CALL_ID_HEADER: call_id})
 
     def _pump(self, path: Path, audio: socket.socket) -> None:
         """Tail the growing recording into AudioSocket frames until the daemon closes or the call ends."""

@@ -219,6 +219,10 @@ class ESL:
     def api(self, command: str) -> str:
         return self._command(f"api {command}").strip()
 
+    def bgapi(self, command: str) -> str:
+        """Run in the background: the reply is "+OK Job-UUID: ..." at once, whatever the command's result."""
+        return self._command(f"bgapi {command}").strip()
+
     def wait_event(self, predicate, timeout: float) -> dict[str, str]:
 
         deadline = time.monotonic() + timeout

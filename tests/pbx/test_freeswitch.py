@@ -63,8 +63,8 @@ class PBX:
     def call(self, audio: str, caller: str = "+12025550143", stay_ms: int = 8000) -> str:
         number = str(next(self.numbers))
         self.a_legs[number] = a_leg = str(uuid.uuid4())
-        reply = self.fs.esl.api(f"originate {{origination_uuid={a_leg},origination_caller_id_number={caller}}}"
-                                f"loopback/{number}/public 'playback:{audio},sleep:{stay_ms}' inline")
+        reply = self.fs.esl.bgapi(f"originate {{origination_uuid={a_leg},origination_caller_id_number={caller}}}"
+                                  f"loopback/{number}/public 'playback:{audio},sleep:{stay_ms}' inline")
         assert reply.startswith("+OK"), reply
         return number
 
@@ -143,3 +143,14 @@ def test_the_challenge_passes_on_the_right_digit_and_reports_what_was_pressed(fs
         assert event.get("variable_pbxguard_rejected") == "REJECTED_CALLER_SILENCE" and record.label == "silence"
         assert record.pressed == ("" if not how else event["variable_pbxguard_pressed"])
         assert (record.pressed != "") == (how == "wrong")  # a wrong digit reaches pbxguard as that digit
+
+
+def test_the_caller_id_lists_apply_before_the_call_is_answered(fs, openings):
+    log = fs.daemon.call_log()
+    log.add_to_list("deny", "+12025550199")
+    log.add_to_list("allow", "+12025550188")
+    denied = fs.outcome(fs.call(openings["live"], caller="+12025550199"))
+    allowed = fs.outcome(fs.call(openings["dead_air"], caller="+12025550188"))
+    assert denied.get("variable_pbxguard_rejected") == "REJECTED_CALLER_DENY_LIST"
+    assert denied.get("Hangup-Cause") == "CALL_REJECTED" and denied.get("Caller-Channel-Answered-Time") == "0"
+    assert allowed.get("variable_pbxguard_verdict") is None and allowed.get("variable_cc_queue_answered_epoch")

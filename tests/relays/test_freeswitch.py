@@ -107,6 +107,8 @@ def test_dialplan_routes_every_action_and_falls_open():
 
     assert route("pbxguard_route_BRIDGE") == route("pbxguard_route_") == "pbxguard-bridge"  # missing: fail open
     assert route("pbxguard_route_HANGUP") == "pbxguard-hangup"
+    assert route("pbxguard_route_DENY") == "pbxguard-deny"
+    assert route("pbxguard_route_ALLOW") == "pbxguard-bridge"
     assert route("pbxguard_route_CHALLENGE") == "pbxguard-challenge"
     assert route("pbxguard_ask") == "pbxguard-ask"
     assert route("pbxguard_answer_right") == "pbxguard-challenge-passed"
