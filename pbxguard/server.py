@@ -65,6 +65,7 @@ class Server:
         self.metrics_server: Any = None
         self.freeswitch: BaseProcess | None = None
         self.freeswitch_port = 0
+        self.freeswitch_beat = 0.0
         self.tasks: list[asyncio.Future] = []
 
     def allowed(self, address: str) -> bool:
@@ -91,6 +92,8 @@ class Server:
             await self._start_relay_sockets(app, cfg.eagi.directory, timeout)
         if cfg.freeswitch.enabled:
             await self._start_freeswitch()
+            if cfg.watchdog.enabled:
+                self.tasks.append(asyncio.ensure_future(self._watch_freeswitch()))
         if cfg.metrics.enabled:
             try:
                 self.metrics_server = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
@@ -129,23 +132,55 @@ class Server:
 
     async def _start_freeswitch(self) -> None:
         """The ESL server in its own process (gevent, monkey-patched there only); it relays each call to
-        this daemon through the relay sockets, so classification stays here."""
+        this daemon through the relay sockets, so classification stays here. It beats through its status
+        pipe; `_watch_freeswitch` replaces it when it stops beating."""
         from pbxguard.relays import freeswitch
 
         fs = self.config.freeswitch
         ctx = multiprocessing.get_context("spawn")
         receive, send = ctx.Pipe(duplex=False)
+        port = self.freeswitch_port or fs.port  # a replacement takes the port its predecessor had
         self.freeswitch = process = ctx.Process(
             target=freeswitch.serve, name="pbxguard-esl", daemon=True,
-            args=(fs.host, fs.port, self.config.eagi.directory, fs.recordings, fs.command_timeout_s, send))
+            args=(fs.host, port, self.config.eagi.directory, fs.recordings, fs.command_timeout_s, send))
         process.start()
+        send.close()
         loop = asyncio.get_running_loop()
         ready = await loop.run_in_executor(None, lambda: receive.recv() if receive.poll(60) else "no answer in 60 s")
         if not ready.startswith("ok"):
             process.terminate()
             raise OSError(0, ready)
         self.freeswitch_port = int(ready.split()[1])
-        log.info("freeswitch ESL listening on %s:%d", fs.host, self.freeswitch_port)
+        self.freeswitch_beat = loop.time()
+        loop.add_reader(receive.fileno(), self._freeswitch_beats, receive)
+        log.info("freeswitch ESL listening on %s:%d (pid %d)", fs.host, self.freeswitch_port, process.pid)
+
+    def _freeswitch_beats(self, beats: Any) -> None:
+        try:
+            while beats.poll():
+                beats.recv_bytes()
+                self.freeswitch_beat = asyncio.get_running_loop().time()
+        except (EOFError, OSError):  # it exited: the watch sees it stop beating
+            asyncio.get_running_loop().remove_reader(beats.fileno())
+
+    async def _watch_freeswitch(self) -> None:
+        """Kill and replace an ESL process that stopped beating: its calls' sockets close, and FreeSWITCH's
+        dialplan goes on to the fail-open route."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            process = self.freeswitch
+            if process is None or loop.time() - self.freeswitch_beat <= self.config.watchdog.stall_s:
+                continue
+            log.error("freeswitch ESL process (pid %s) stopped beating: killing it so that its calls go through",
+                      process.pid)
+            process.kill()
+            process.join(5)
+            try:
+                await self._start_freeswitch()
+            except OSError as exc:
+                log.error("freeswitch ESL process could not be restarted: %s; retrying", exc)
+                self.freeswitch_beat = loop.time()
 
     async def _prune_captures(self, captures: Captures) -> None:
         while True:

@@ -15,7 +15,7 @@ import logging
 import socket
 
 import gevent
-from greenswitch.esl import OutboundESLServer, OutboundSession, OutboundSessionHasGoneAway
+from greenswitch.esl import NotConnectedError, OutboundESLServer, OutboundSession, OutboundSessionHasGoneAway
 
 log = logging.getLogger("pbxguard.esl")
 
@@ -88,6 +88,6 @@ class OutboundServer(OutboundESLServer):
     def _handle_call(self, session) -> None:
         try:
             super()._handle_call(session)
-        except (OutboundSessionHasGoneAway, OSError) as exc:  # garbage or a half-open peer: this call only
+        except (OutboundSessionHasGoneAway, NotConnectedError, OSError) as exc:  # garbage, half-open or gone peer: this call only
             log.warning("freeswitch: dropped a connection before it started: %s", exc)
             session.stop()

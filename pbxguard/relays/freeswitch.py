@@ -26,6 +26,7 @@ from pbxguard.audio.format import FRAME_MS, SAMPLE_RATE, SAMPLE_WIDTH
 from pbxguard.protocols import agi as agi_wire
 from pbxguard.protocols.audiosocket import KIND_SLIN, frame, uuid_frame
 from pbxguard.relays.contract import CALL_ID_HEADER, DEFAULT_RUNDIR, socket_paths
+from pbxguard.supervisor import HEARTBEAT_S, die_with_parent
 
 log = logging.getLogger("pbxguard.freeswitch")
 
@@ -210,14 +211,22 @@ def _recv_or_closed(sock: socket.socket) -> bytes:
 def serve(host: str, port: int, rundir: str, recordings: str, command_timeout: float, status) -> None:
     """The child process: patch this process for gevent, then serve until terminated.
 
-    `status` is a pipe: "ok" once bound, or the error that stopped it.
+    `status` is a pipe: "ok <port>" once bound (or the error that stopped it), then a heartbeat byte every
+    HEARTBEAT_S from the gevent loop, so that the daemon sees a stuck ESL process and replaces it. This
+    process dies with the daemon.
     """
+    die_with_parent()
     from gevent import monkey
 
     monkey.patch_all()
     import gevent
 
     from pbxguard.protocols.esl import OutboundServer
+
+    def beat() -> None:
+        while True:
+            status.send_bytes(b".")
+            gevent.sleep(HEARTBEAT_S)
 
     os.makedirs(recordings, exist_ok=True)
     ScreeningCall.rundir, ScreeningCall.recordings = rundir, recordings
@@ -229,4 +238,5 @@ def serve(host: str, port: int, rundir: str, recordings: str, command_timeout: f
         status.send(str(listener.exception))
         return
     status.send(f"ok {server.bound_port}")
+    gevent.spawn(beat)
     listener.join()

@@ -8,7 +8,10 @@ route did is read from the `-b` leg's CHANNEL_HANGUP_COMPLETE event.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import signal
 import tempfile
 import time
 import uuid
@@ -19,6 +22,7 @@ import pytest
 from pbxguard.audio.files import write_wav
 from pbxguard.testing.pbx import ROOT, FreeSWITCH
 from tests.daemon import Daemon
+from tests.ops.conftest import RunningDaemon, free_port
 
 SHIPPED = ROOT / "dialplan" / "freeswitch"
 AGENT = """<include>
@@ -45,15 +49,26 @@ class PBX:
         self.a_legs: dict[str, str] = {}
         self.audio = workdir / "audio"
         self.audio.mkdir(parents=True, exist_ok=True)
-        esl = f"127.0.0.1:{daemon.server.freeswitch_port}"
+        self.fs = FreeSWITCH(workdir / "freeswitch", {**self.dialplan(daemon.server.freeswitch_port),
+                                                      "public/99_agent.xml": AGENT})
+        self.fs.esl.api("fsctl sps 1000")
+
+    @staticmethod
+    def dialplan(esl_port: int) -> dict[str, str]:
+        """The shipped XML as an admin installs it: the ESL address, the DID pattern and the prompts edited."""
+        esl = f"127.0.0.1:{esl_port}"
         entry = (SHIPPED / "public" / "00_pbxguard.xml").read_text().replace("127.0.0.1:8084", esl)
-        entry = entry.replace('expression="^(5551000)$"', 'expression="^(555\\d{4})$"')  # as an admin edits it
+        entry = entry.replace('expression="^(5551000)$"', 'expression="^(555\\d{4})$"')
         for ours, asterisks in PROMPTS.items():  # no FreeSWITCH sound pack here: Asterisk's prompts stand in
             entry = entry.replace(ours, asterisks)
         routes = (SHIPPED / "pbxguard.xml").read_text().replace("127.0.0.1:8084", esl)
-        self.fs = FreeSWITCH(workdir / "freeswitch", {"public/00_pbxguard.xml": entry, "public/99_agent.xml": AGENT,
-                                                      "pbxguard.xml": routes})
-        self.fs.esl.api("fsctl sps 1000")
+        return {"public/00_pbxguard.xml": entry, "pbxguard.xml": routes}
+
+    def point_at(self, esl_port: int) -> None:
+        """Send the calls to another pbxguard ESL port (or to nothing): rewrite the XML and reloadxml."""
+        for name, xml in self.dialplan(esl_port).items():
+            (self.fs.dir / "conf" / "dialplan" / name).write_text(xml)
+        assert "+OK" in self.fs.esl.api("reloadxml")
 
     def wav(self, name: str, samples) -> str:
         path = self.audio / f"{name}.wav"
@@ -154,3 +169,54 @@ def test_the_caller_id_lists_apply_before_the_call_is_answered(fs, openings):
     assert denied.get("variable_pbxguard_rejected") == "REJECTED_CALLER_DENY_LIST"
     assert denied.get("Hangup-Cause") == "CALL_REJECTED" and denied.get("Caller-Channel-Answered-Time") == "0"
     assert allowed.get("variable_pbxguard_verdict") is None and allowed.get("variable_cc_queue_answered_epoch")
+
+
+def test_with_pbxguard_down_calls_go_straight_to_the_queue(fs, openings):
+    fs.point_at(1)
+    try:
+        event = fs.outcome(fs.call(openings["dead_air"]))
+    finally:
+        fs.point_at(fs.daemon.server.freeswitch_port)
+    assert event.get("variable_pbxguard_action") in (None, "") and event.get("variable_cc_queue_answered_epoch")
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.parametrize("failure", ["daemon killed", "daemon frozen", "esl frozen"])
+def test_a_failing_pbxguard_lets_its_calls_through_within_a_second(fs, openings, tmp_path, failure):
+    esl_port = free_port()
+    daemon = RunningDaemon(tmp_path, freeswitch={"enabled": True, "port": esl_port, "recordings": str(tmp_path / "rec")},
+                           eagi={"enabled": True, "directory": str(tmp_path / "run")})
+    worker = children(daemon.process.pid)[0]
+    esl_process = children(worker)[-1]  # spawn's resource tracker may come first
+    fs.point_at(esl_port)
+    try:
+        number = fs.call(openings["dead_air"])
+        fs.fs.esl.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_EXECUTE" and e.get("Application") == "socket"
+                             and e.get("Channel-Name") == f"loopback/{number}-b", 10)
+        time.sleep(1.0)  # mid-window
+        if failure == "daemon killed":
+            os.kill(daemon.process.pid, signal.SIGKILL)
+        else:
+            os.kill(worker if failure == "daemon frozen" else esl_process, signal.SIGSTOP)
+        stalled = time.monotonic()
+        moved = fs.fs.esl.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_EXECUTE"
+                                     and e.get("Application") == "callcenter"
+                                     and e.get("Channel-Name") == f"loopback/{number}-b", 10)
+        released = time.monotonic()
+        event = fs.outcome(number)
+        if failure == "daemon killed":  # nothing is left behind holding the ESL port
+            deadline = time.monotonic() + 5
+            while Path(f"/proc/{esl_process}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not Path(f"/proc/{esl_process}").exists()
+    finally:
+        fs.point_at(fs.daemon.server.freeswitch_port)
+        for pid in (worker, esl_process):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        daemon.stop()
+    assert moved and released - stalled <= 1.0
+    assert event.get("variable_pbxguard_action") in (None, "") and event.get("variable_cc_queue_answered_epoch")
