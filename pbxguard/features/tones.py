@@ -38,6 +38,7 @@ FREQ_TOLERANCE = 0.015
 MIN_FREQ_TOLERANCE_HZ = 10.0
 PROGRESS = "progress"
 CUT_BURST_MIN_SHARE = 0.3  # of a single burst's length, when the audio starts inside it
+CUT_BURST_LEAD_MS = 100.0  # such a burst starts this close to the start of the audio
 
 
 @dataclass(frozen=True)
@@ -266,23 +267,28 @@ def _match(cadence: Cadence, mask: np.ndarray) -> ToneEvent | None:
             return None
         return ToneEvent(cadence.name, cadence.verdict, first_on, first_on + cadence.min_on_ms)
     expected = [d for pair in cadence.pattern_ms for d in pair]
+    cut = _cut_burst(cadence, elements, ended)
+    if cut is not None:
+        return cut
     for phase in range(0 if elements[0][0] else 1, len(expected), 2 if len(expected) > 1 else 1):
         if _consistent(elements, expected, phase):
-            return _proof(cadence, elements) or _cut_burst(cadence, elements, ended[0])
+            return _proof(cadence, elements)
     return None
 
 
-def _cut_burst(cadence: Cadence, elements: list, ended: bool) -> ToneEvent | None:
-    """A single-burst tone already sounding at answer: the audio starts inside its burst (AudioSocket also
-    misses the first 20-30 ms), so the burst is short of its length. Its frequencies were checked, it ended
-    as the cadence says, and it kept at least CUT_BURST_MIN_SHARE of its length: that is proof too."""
-    if not (cadence.single_burst and cadence.pattern_ms and elements[0][0] and elements[0][1] == 0.0 and ended):
+def _cut_burst(cadence: Cadence, elements: list, ended: list[bool]) -> ToneEvent | None:
+    """A single-burst tone already sounding at answer: the audio starts inside its burst (AudioSocket misses
+    the first 20-30 ms; a recording may start a frame or two before the caller's audio), so the one burst
+    near the start is short of its length. Its frequencies were checked, it ended and stayed off as the
+    cadence says, and it kept at least CUT_BURST_MIN_SHARE of its length: that is proof too."""
+    on = [k for k, element in enumerate(elements) if element[0]]
+    if not (cadence.single_burst and cadence.pattern_ms and len(on) == 1 and ended[on[0]]):
         return None
+    _, start, end, _ = elements[on[0]]
     on_ms = cadence.pattern_ms[0][0]
-    length = elements[0][2]
-    if not CUT_BURST_MIN_SHARE * on_ms <= length <= on_ms + _tol(on_ms):
+    if start > CUT_BURST_LEAD_MS or not CUT_BURST_MIN_SHARE * on_ms <= end - start <= on_ms + _tol(on_ms):
         return None
-    return ToneEvent(cadence.name, cadence.verdict, 0.0, length + CONFIRM_MS)
+    return ToneEvent(cadence.name, cadence.verdict, start, end + CONFIRM_MS)
 
 
 def _consistent(elements: list, expected: list[float], phase: int) -> bool:

@@ -107,3 +107,12 @@ def test_a_short_1100_hz_blip_at_answer_proves_nothing():
     x = np.zeros(seconds(2))
     x[: len(blip)] = blip
     assert not analyse(through_line(x, rng)).tone_events
+
+
+def test_a_cut_cng_burst_after_a_frame_or_two_of_setup_silence_is_proven():
+    # FreeSWITCH's recording can start a frame or two before the caller's audio.
+    rng = np.random.default_rng(8)
+    x, _ = signals.cadence_tone(CADENCE["fax_cng"], seconds(2.4), rng, -20.0, offset_ms=200.0)
+    lead = np.zeros(seconds(0.04))
+    events = analyse(through_line(np.concatenate([lead, x]), rng)[: seconds(2)]).tone_events
+    assert events and events[0].name == "fax_cng" and events[0].start_ms <= 60

@@ -17,12 +17,16 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from pbxguard.audio.files import write_wav
+from pbxguard.audio.files import read_audio, write_wav
+from pbxguard.features.tones import CADENCES
 from pbxguard.testing.pbx import ROOT, FreeSWITCH
-from tests.daemon import Daemon
+from pbxguard.train import signals
+from tests.daemon import EXAMPLES, Daemon
 from tests.ops.conftest import RunningDaemon, free_port
+from tests.signals import seconds, through_line
 
 SHIPPED = ROOT / "dialplan" / "freeswitch"
 AGENT = """<include>
@@ -220,3 +224,33 @@ def test_a_failing_pbxguard_lets_its_calls_through_within_a_second(fs, openings,
         daemon.stop()
     assert moved and released - stalled <= 1.0
     assert event.get("variable_pbxguard_action") in (None, "") and event.get("variable_cc_queue_answered_epoch")
+
+
+@pytest.mark.parametrize("offset_ms", [0.0, 250.0])
+def test_a_fax_whose_cng_is_on_at_answer_is_hung_up(fs, offset_ms):
+    rng = np.random.default_rng(int(offset_ms) + 1)
+    cng = next(c for c in CADENCES if c.name == "fax_cng")
+    fax, _ = signals.cadence_tone(cng, seconds(3.0), rng, -20.0, offset_ms=offset_ms)
+    event = fs.outcome(fs.call(fs.wav(f"fax_at_{int(offset_ms)}", through_line(fax, rng))))
+    assert (event.get("variable_pbxguard_verdict"), event.get("variable_pbxguard_action")) == ("FAX", "HANGUP")
+
+
+def test_the_same_audio_gets_the_same_verdict_as_alone(fs, openings):
+    busy = read_audio(EXAMPLES / "busy_na.wav")
+    files = {**openings, "busy": fs.wav("busy", busy)}
+    numbers = {kind: fs.call(path) for kind, path in files.items()}  # at once
+    for kind, number in numbers.items():
+        event = fs.outcome(number)
+        alone = fs.daemon.server.screener.screen(busy if kind == "busy" else read_audio(files[kind]))
+        assert event.get("variable_pbxguard_verdict") == alone.label.upper(), kind
+
+
+def test_a_caller_who_hangs_up_mid_window_is_abandoned(fs, calls_audio):
+    short = fs.wav("live_short", calls_audio["live"][:6000])
+    number = fs.call(short, stay_ms=0)
+    fs.outcome(number)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(r.called == number for r in fs.daemon.records):
+        time.sleep(0.1)
+    record = next(r for r in fs.daemon.records if r.called == number)
+    assert record.status == "abandoned" and record.audio_ms < 1000
