@@ -6,6 +6,8 @@ same work. CPU time (`time.process_time`) of a single thread: the figure a core 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
 import tempfile
 import time
@@ -195,7 +197,6 @@ def run_sipp(screener: Screener, channels: int, seconds: float) -> dict:
     third per opening) for about `seconds`. Every call is matched to its call-log row by the number it
     dialled; its verdict must be the one its audio gets screened alone (after the mu-law the RTP carries)."""
     import asyncio
-    import os
     import shutil
     import socket
     import subprocess
@@ -299,5 +300,112 @@ def run_sipp(screener: Screener, channels: int, seconds: float) -> dict:
         "latency_p99_ms": round(float(np.percentile(latencies, 99)), 1) if len(latencies) else None,
         "asterisk_cpu_ms_per_call": round(1000.0 * ast_cpu / max(total, 1), 2),
         "daemon_cpu_ms_per_call": round(1000.0 * daemon_cpu / max(total, 1), 2),
+        "wall_s": round(wall, 1),
+    }
+
+
+FS_LOAD_ROUTES = """<include>
+  <context name="pbxguard">
+    <extension name="load-done">
+      <condition field="destination_number" expression="^pbxguard_route_">
+        <action application="hangup"/>
+      </condition>
+    </extension>
+  </context>
+</include>
+"""
+
+
+def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
+    """Loopback calls through a real FreeSWITCH 1.10.12 running the shipped entry extension, screened by a
+    real daemon (ESL process and all) in this process: waves of `channels` calls at once (a third per
+    opening) every 4 s for about `seconds`. Hold time is from the answer to the hangup that follows the
+    verdict; every call is matched to its call-log row by the number it dialled."""
+    import asyncio
+    import shutil
+    import threading
+
+    from pbxguard import config
+    from pbxguard.audio.files import write_wav
+    from pbxguard.server import Server
+    from pbxguard.store.record import CallRecord, ChallengeOutcome
+    from pbxguard.testing import pbx
+
+    work = Path(tempfile.mkdtemp(prefix="pbxguard-fsload-"))
+    with get_context("fork").Pool(1) as pool:
+        audio = pool.apply(load_audio)
+    expected = {kind: screener.screen(samples).label for kind, samples in audio.items()}
+    files = {}
+    for kind, samples in audio.items():
+        files[kind] = work / f"{kind}.wav"
+        write_wav(files[kind], samples)
+    cfg = config.load(None).with_(fastagi={"port": 0}, audiosocket={"port": 0}, metrics={"enabled": False},
+                                  database={"path": str(work / "calls.db")}, eagi={"directory": str(work / "run")},
+                                  freeswitch={"enabled": True, "port": 0, "recordings": str(work / "recordings")})
+    records: dict[str, CallRecord] = {}
+
+    def keep(record: CallRecord | ChallengeOutcome) -> None:
+        if isinstance(record, CallRecord):
+            records[record.called] = record
+
+    loop = asyncio.new_event_loop()
+    server = Server(cfg, screener)
+    server.recorder.subscribers.append(keep)
+    loop.run_until_complete(server.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    shipped = Path(__file__).resolve().parents[1] / "dialplan" / "freeswitch" / "public" / "00_pbxguard.xml"
+    entry = shipped.read_text().replace("127.0.0.1:8084", f"127.0.0.1:{server.freeswitch_port}")
+    entry = entry.replace('expression="^(5551000)$"', 'expression="^(5\\d{6})$"')
+    fs = pbx.FreeSWITCH(work / "freeswitch", {"public/00_pbxguard.xml": entry, "pbxguard.xml": FS_LOAD_ROUTES})
+    fs.esl.api("fsctl sps 5000")
+    placed: dict[str, str] = {}
+    kinds = list(audio)
+    started = time.monotonic()
+    cpu0 = time.process_time()
+    fs_cpu0 = _cpu_ticks(fs.process.pid)
+    wave = 0
+    while time.monotonic() - started < seconds:
+        for k in range(channels):
+            kind = kinds[k % len(kinds)]
+            number = f"5{wave:02d}{k:04d}"
+            placed[number] = kind
+            fs.esl.bgapi(f"originate {{origination_caller_id_number=+12025550143}}loopback/{number}/public "
+                         f"'playback:{files[kind]},sleep:3000' inline")
+        wave += 1
+        with contextlib.suppress(TimeoutError):
+            fs.esl.wait_event(lambda e: False, 4.0)  # read events while the wave runs
+    with contextlib.suppress(TimeoutError):
+        fs.esl.wait_event(lambda e: False, 6.0)
+    wall = time.monotonic() - started
+    fs_cpu = (_cpu_ticks(fs.process.pid) - fs_cpu0) / os.sysconf("SC_CLK_TCK")
+    daemon_cpu = time.process_time() - cpu0
+    holds = {}
+    for e in fs.esl.events:
+        name = e.get("Channel-Name", "")
+        if e.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE" and name.endswith("-b") and e.get("Caller-Channel-Answered-Time", "0") != "0":
+            number = name.split("/")[1].rsplit("-", 1)[0]
+            holds[number] = (int(e["Caller-Channel-Hangup-Time"]) - int(e["Caller-Channel-Answered-Time"])) / 1000.0
+    fs.stop()
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    lost = sum(1 for n in placed if n not in records or records[n].status != "screened")
+    wrong = sum(1 for n, kind in placed.items() if n in records and records[n].status == "screened"
+                and records[n].verdict != expected[kind])
+    window_holds = np.array([holds[n] for n, kind in placed.items() if n in holds and kind != "fax"])
+    if not lost and not wrong:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "work": str(work) if lost or wrong else "(removed)",
+        "pbx": "freeswitch 1.10.12",
+        "channels": channels,
+        "calls": len(placed),
+        "lost_verdicts": lost,
+        "wrong_verdicts": wrong,
+        "hold_p50_ms": round(float(np.percentile(window_holds, 50)), 1) if len(window_holds) else None,
+        "hold_p99_ms": round(float(np.percentile(window_holds, 99)), 1) if len(window_holds) else None,
+        "freeswitch_cpu_ms_per_call": round(1000.0 * fs_cpu / max(len(placed), 1), 2),
+        "daemon_cpu_ms_per_call": round(1000.0 * daemon_cpu / max(len(placed), 1), 2),
         "wall_s": round(wall, 1),
     }

@@ -67,6 +67,8 @@ def cmd_bench(args) -> int:
 
     if args.sipp:
         result = bench.run_sipp(_screener(args), args.sipp, args.seconds)
+    elif args.freeswitch:
+        result = bench.run_freeswitch(_screener(args), args.freeswitch, args.seconds)
     elif args.channels:
         result = bench.run_channels(_screener(args), args.channels, args.seconds, args.pbx)
     else:
@@ -270,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pbx", choices=("asterisk", "freeswitch"), default="asterisk", help="with --channels: which path")
     p.add_argument("--sipp", type=int, default=0,
                    help="instead: N concurrent SIPp calls with RTP through the real Asterisk in ../shared/pbx")
+    p.add_argument("--freeswitch", type=int, default=0,
+                   help="instead: waves of N concurrent loopback calls through the real FreeSWITCH in ../shared/pbx")
     engine_options(p)
     p.set_defaults(func=cmd_bench)
 
