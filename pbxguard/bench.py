@@ -316,10 +316,13 @@ FS_LOAD_ROUTES = """<include>
 """
 
 
+FS_NOMINAL_HOLD_S = 2.2  # a screened call's life on the route side: the window and the way in and out
+
+
 def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
     """Loopback calls through a real FreeSWITCH 1.10.12 running the shipped entry extension, screened by a
-    real daemon (ESL process and all) in this process: waves of `channels` calls at once (a third per
-    opening) every 4 s for about `seconds`. Hold time is from the answer to the hangup that follows the
+    real daemon (ESL process and all) in this process: calls arrive steadily (a third per opening) so that
+    about `channels` are being screened at once, for about `seconds`. Hold time is from the answer to the hangup that follows the
     verdict; every call is matched to its call-log row by the number it dialled."""
     import asyncio
     import shutil
@@ -364,17 +367,18 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
     started = time.monotonic()
     cpu0 = time.process_time()
     fs_cpu0 = _cpu_ticks(fs.process.pid)
-    wave = 0
+    # Steady arrivals, so that about `channels` calls are in their window at any moment.
+    spacing = FS_NOMINAL_HOLD_S / channels
+    k = 0
     while time.monotonic() - started < seconds:
-        for k in range(channels):
-            kind = kinds[k % len(kinds)]
-            number = f"5{wave:02d}{k:04d}"
-            placed[number] = kind
-            fs.esl.bgapi(f"originate {{origination_caller_id_number=+12025550143}}loopback/{number}/public "
-                         f"'playback:{files[kind]},sleep:3000' inline")
-        wave += 1
+        kind = kinds[k % len(kinds)]
+        number = f"5{k:06d}"
+        placed[number] = kind
+        fs.esl.bgapi(f"originate {{origination_caller_id_number=+12025550143}}loopback/{number}/public "
+                     f"'playback:{files[kind]},sleep:3000' inline")
+        k += 1
         with contextlib.suppress(TimeoutError):
-            fs.esl.wait_event(lambda e: False, 4.0)  # read events while the wave runs
+            fs.esl.wait_event(lambda e: False, max(0.0, started + k * spacing - time.monotonic()))
     with contextlib.suppress(TimeoutError):
         fs.esl.wait_event(lambda e: False, 6.0)
     wall = time.monotonic() - started

@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sipp", type=int, default=0,
                    help="instead: N concurrent SIPp calls with RTP through the real Asterisk in ../shared/pbx")
     p.add_argument("--freeswitch", type=int, default=0,
-                   help="instead: waves of N concurrent loopback calls through the real FreeSWITCH in ../shared/pbx")
+                   help="instead: about N concurrent loopback calls through the real FreeSWITCH in ../shared/pbx")
     engine_options(p)
     p.set_defaults(func=cmd_bench)
 

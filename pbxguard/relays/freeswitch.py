@@ -168,22 +168,37 @@ class ScreeningCall:
         audio.close()
 
     def _commands(self, agi: socket.socket, channel_uuid: str) -> None:
-        """The daemon's AGI commands become uuid_setvar; each gets the reply Asterisk would give."""
+        """The daemon's AGI commands become channel variables. Each SET VARIABLE is answered at once and the
+        variables go to FreeSWITCH together, in one `uuid_setvar_multi`, when PBXGUARD_ACTION (the daemon sets
+        it last) arrives: one round trip instead of ten, and a dialplan never sees half a verdict."""
         reader = agi.makefile("rb")
+        pending: list[tuple[str, str]] = []
         try:
             for raw in reader:
                 variable = agi_wire.parse_set_variable(raw.decode().rstrip("\n"))
                 if variable is None:
-                    reply = agi_wire.REPLY_INVALID
-                else:
-                    name, value = fs_variable(*variable)
-                    ok = self.session.api(f"uuid_setvar {channel_uuid} {name} {value}").startswith("+OK")
-                    reply = agi_wire.REPLY_OK if ok else agi_wire.REPLY_DEAD_CHANNEL
-                agi.sendall((reply + "\n").encode())
+                    agi.sendall((agi_wire.REPLY_INVALID + "\n").encode())
+                    continue
+                pending.append(fs_variable(*variable))
+                agi.sendall((agi_wire.REPLY_OK + "\n").encode())
+                if variable[0] == "PBXGUARD_ACTION":
+                    self._set_variables(channel_uuid, pending)
+                    pending = []
+            if pending:
+                self._set_variables(channel_uuid, pending)
         except Exception:  # the caller hung up while we were setting variables: the daemon sees EOF
             pass
         finally:
             agi.close()
+
+    def _set_variables(self, channel_uuid: str, variables: list[tuple[str, str]]) -> None:
+        if any(";" in value or "=" in value for _, value in variables):  # not expressible in one multi
+            for name, value in variables:
+                self.session.api(f"uuid_setvar {channel_uuid} {name} {value}")
+            return
+        reply = self.session.api(f"uuid_setvar_multi {channel_uuid} " + ";".join(f"{n}={v}" for n, v in variables))
+        if not reply.startswith("+OK"):
+            log.info("freeswitch: variables for %s not set (%s): the call has gone", channel_uuid, reply.strip())
 
     def _report(self, data: dict, outcome: str) -> None:
         # The call id is pbxguard's own uuid, nothing else; greenswitch folds a following empty variable into a

@@ -86,9 +86,13 @@ async def freeswitch_call(host: str, port: int, audio: np.ndarray, caller: str =
             elif first.startswith("api "):
                 words = first[4:].split(" ")
                 body = "-ERR no such channel\n" if state["hung_up"] else "+OK\n"
-                if words[0] == "uuid_setvar" and len(words) >= 4 and not state["hung_up"]:
-                    result.variables[words[2]] = " ".join(words[3:])
-                    if words[2] == "pbxguard_action":
+                if words[0] in ("uuid_setvar", "uuid_setvar_multi") and len(words) >= 3 and not state["hung_up"]:
+                    if words[0] == "uuid_setvar":
+                        pairs = [(words[2], " ".join(words[3:]))]
+                    else:
+                        pairs = [(k, v) for k, _, v in (p.partition("=") for p in " ".join(words[2:]).split(";") if "=" in p)]
+                    result.variables.update(pairs)
+                    if "pbxguard_action" in dict(pairs):
                         result.done = time.monotonic()  # set last: the verdict is complete
                 elif words[0] == "uuid_record" and len(words) >= 4 and words[2] == "start" and not never_record:
                     state["recording"] = asyncio.ensure_future(record(words[3]))
