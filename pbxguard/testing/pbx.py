@@ -59,8 +59,8 @@ def unpack(name: str = TARBALL) -> Path:
     sums: dict[str, str] = {}
     for line in (SHARED_PBX / "SHA256SUMS").read_text().splitlines():
         if line.strip():
-            digest, name = line.split()
-            sums[name] = digest
+            digest, listed = line.split()
+            sums[listed.lstrip("*")] = digest
     target = BUILD / name.removesuffix(".tar.xz")
     marker = target / ".sha256"
     top = name.split("-debian12")[0]  # the folder inside the tarball: asterisk-22.10.1, freeswitch-1.10.12
