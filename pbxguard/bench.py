@@ -176,6 +176,39 @@ def run_channels(screener: Screener, channels: int, seconds: float, pbx: str = "
     }
 
 
+class ThreadedDaemon:
+    """A daemon on its own event loop in a thread of the benchmark, keeping every call's row by the number
+    it dialled (and every verdict's latency)."""
+
+    def __init__(self, cfg, screener: Screener) -> None:
+        import asyncio
+        import threading
+
+        from pbxguard.server import Server
+
+        self.records: dict = {}
+        self.loop = asyncio.new_event_loop()
+        self.server = Server(cfg, screener)
+        self.server.recorder.subscribers.append(self._keep)
+        self.server.metrics.latency_samples = []
+        self.loop.run_until_complete(self.server.start())
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def _keep(self, record) -> None:
+        from pbxguard.store.record import CallRecord
+
+        if isinstance(record, CallRecord):
+            self.records[record.called] = record
+
+    def stop(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
 SIPP_SCENARIO = Path(__file__).resolve().parents[1] / "dialplan" / "sipp" / "uac_rtp.xml"
 SIPP_CALLERS = {"live": "+12025550101", "dead_air": "+12025550102", "fax": "+12025550103"}
 SIPP_PREFIX = {"live": "71", "dead_air": "72", "fax": "73"}
@@ -196,16 +229,12 @@ def run_sipp(screener: Screener, channels: int, seconds: float) -> dict:
     dialplan's [pbxguard-amd], screened by a real daemon in this process: `channels` concurrent calls (a
     third per opening) for about `seconds`. Every call is matched to its call-log row by the number it
     dialled; its verdict must be the one its audio gets screened alone (after the mu-law the RTP carries)."""
-    import asyncio
     import shutil
     import socket
     import subprocess
-    import threading
 
     from pbxguard import config
     from pbxguard.audio import g711
-    from pbxguard.server import Server
-    from pbxguard.store.record import CallRecord, ChallengeOutcome
     from pbxguard.testing import pbx
 
     sipp = shutil.which("sipp")
@@ -223,19 +252,8 @@ def run_sipp(screener: Screener, channels: int, seconds: float) -> dict:
 
     cfg = config.load(None).with_(fastagi={"port": 0}, audiosocket={"port": 0}, metrics={"enabled": False},
                                   database={"path": str(work / "calls.db")})
-    records: dict[str, CallRecord] = {}
-
-    def keep(record: CallRecord | ChallengeOutcome) -> None:
-        if isinstance(record, CallRecord):
-            records[record.called] = record
-
-    loop = asyncio.new_event_loop()
-    server = Server(cfg, screener)
-    server.recorder.subscribers.append(keep)
-    server.metrics.latency_samples = []
-    loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
+    daemon = ThreadedDaemon(cfg, screener)
+    server, records = daemon.server, daemon.records
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -276,9 +294,7 @@ def run_sipp(screener: Screener, channels: int, seconds: float) -> dict:
     time.sleep(1.0)  # the last calls' rows
     daemon_cpu = time.process_time() - cpu0
     asterisk.stop()
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    daemon.stop()
 
     placed = {kind: [f"{SIPP_PREFIX[kind]}{n}" for n in range(1, calls_per_kind + 1)] for kind in audio}
     total = sum(len(v) for v in placed.values())
@@ -324,14 +340,10 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
     real daemon (ESL process and all) in this process: calls arrive steadily (a third per opening) so that
     about `channels` are being screened at once, for about `seconds`. Hold time is from the answer to the hangup that follows the
     verdict; every call is matched to its call-log row by the number it dialled."""
-    import asyncio
     import shutil
-    import threading
 
     from pbxguard import config
     from pbxguard.audio.files import write_wav
-    from pbxguard.server import Server
-    from pbxguard.store.record import CallRecord, ChallengeOutcome
     from pbxguard.testing import pbx
 
     work = Path(tempfile.mkdtemp(prefix="pbxguard-fsload-"))
@@ -345,18 +357,8 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
     cfg = config.load(None).with_(fastagi={"port": 0}, audiosocket={"port": 0}, metrics={"enabled": False},
                                   database={"path": str(work / "calls.db")}, eagi={"directory": str(work / "run")},
                                   freeswitch={"enabled": True, "port": 0, "recordings": str(work / "recordings")})
-    records: dict[str, CallRecord] = {}
-
-    def keep(record: CallRecord | ChallengeOutcome) -> None:
-        if isinstance(record, CallRecord):
-            records[record.called] = record
-
-    loop = asyncio.new_event_loop()
-    server = Server(cfg, screener)
-    server.recorder.subscribers.append(keep)
-    loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
+    daemon = ThreadedDaemon(cfg, screener)
+    server, records = daemon.server, daemon.records
     shipped = Path(__file__).resolve().parents[1] / "dialplan" / "freeswitch" / "public" / "00_pbxguard.xml"
     entry = shipped.read_text().replace("127.0.0.1:8084", f"127.0.0.1:{server.freeswitch_port}")
     entry = entry.replace('expression="^(5551000)$"', 'expression="^(5\\d{6})$"')
@@ -391,9 +393,7 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
             number = name.split("/")[1].rsplit("-", 1)[0]
             holds[number] = (int(e["Caller-Channel-Hangup-Time"]) - int(e["Caller-Channel-Answered-Time"])) / 1000.0
     fs.stop()
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    daemon.stop()
     lost = sum(1 for n in placed if n not in records or records[n].status != "screened")
     wrong = sum(1 for n, kind in placed.items() if n in records and records[n].status == "screened"
                 and records[n].verdict != expected[kind])
