@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,16 @@ class Daemon:
             raise self.error
         self.agi_port = self.server.port(0)
         self.audio_port = self.server.port(1)
+
+    def record_for(self, called: str, timeout: float = 10.0) -> CallRecord:
+        """The call-log row of the call to `called`, once the daemon has written it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [r for r in self.records if r.called == called]
+            if found:
+                return found[-1]
+            time.sleep(0.1)
+        raise AssertionError(f"no record for a call to {called} within {timeout} s")
 
     def call_log(self):
         """A reader of the daemon's SQLite call log (its own connection, in the test's thread)."""
