@@ -188,7 +188,7 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-@pytest.mark.parametrize("failure", ["daemon killed", "daemon frozen", "esl frozen"])
+@pytest.mark.parametrize("failure", ["daemon killed", "daemon frozen", "esl frozen", "esl killed"])
 def test_a_failing_pbxguard_lets_its_calls_through_within_a_second(fs, openings, tmp_path, failure):
     esl_port = free_port()
     daemon = RunningDaemon(tmp_path, freeswitch={"enabled": True, "port": esl_port, "recordings": str(tmp_path / "rec")},
@@ -203,6 +203,8 @@ def test_a_failing_pbxguard_lets_its_calls_through_within_a_second(fs, openings,
         time.sleep(1.0)  # mid-window
         if failure == "daemon killed":
             os.kill(daemon.process.pid, signal.SIGKILL)
+        elif failure == "esl killed":
+            os.kill(esl_process, signal.SIGKILL)
         else:
             os.kill(worker if failure == "daemon frozen" else esl_process, signal.SIGSTOP)
         stalled = time.monotonic()
@@ -216,6 +218,14 @@ def test_a_failing_pbxguard_lets_its_calls_through_within_a_second(fs, openings,
             while Path(f"/proc/{esl_process}").exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert not Path(f"/proc/{esl_process}").exists()
+        if failure.startswith("esl"):  # the daemon replaced its ESL process, on the same port, and screens again
+            deadline = time.monotonic() + 10
+            while esl_process in children(worker) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert esl_process not in children(worker)
+            time.sleep(1.0)  # the replacement binds
+            after = fs.outcome(fs.call(openings["fax"]))
+            assert (after.get("variable_pbxguard_verdict"), after.get("variable_pbxguard_action")) == ("FAX", "HANGUP")
     finally:
         fs.point_at(fs.daemon.server.freeswitch_port)
         for pid in (worker, esl_process):
