@@ -9,13 +9,13 @@ import os
 
 import pytest
 
-from pbxguard.testing import pbx as real_asterisk
+from pbxguard.testing import pbx as real_pbx
 
 
 def require(unpack):
     try:
         return unpack()
-    except real_asterisk.MissingPBX as exc:
+    except real_pbx.MissingPBX as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs the real PBX: {exc}")
         pytest.skip(str(exc))
@@ -23,4 +23,9 @@ def require(unpack):
 
 @pytest.fixture(scope="session")
 def asterisk_prefix():
-    return require(real_asterisk.unpack)
+    return require(real_pbx.unpack)
+
+
+@pytest.fixture(scope="session")
+def freeswitch_prefix():
+    return require(lambda: real_pbx.unpack(real_pbx.FREESWITCH_TARBALL))

@@ -107,14 +107,6 @@ class PBX:
 
 
 @pytest.fixture(scope="module")
-def freeswitch_prefix():
-    from pbxguard.testing import pbx
-    from tests.pbx.conftest import require
-
-    return require(lambda: pbx.unpack(pbx.FREESWITCH_TARBALL))
-
-
-@pytest.fixture(scope="module")
 def fs(freeswitch_prefix, tmp_path_factory):
     daemon = Daemon(freeswitch={"enabled": True, "port": 0, "recordings": str(tmp_path_factory.mktemp("recordings"))})
     pbx = PBX(Path(tempfile.mkdtemp(prefix="pbxguard-freeswitch-")), daemon)
