@@ -15,7 +15,7 @@ ALLOWED: dict[str, set[str]] = {
     "screener": {"features", "audio"},
     "policy": {"screener.verdict"},
     "protocols": set(),
-    "relays": {"relays.contract", "protocols.agi", "protocols.audiosocket", "protocols.esl", "audio.format",
+    "relays": {"relays.contract", "protocols.agi", "protocols.audiosocket", "protocols.esl_outbound", "audio.format",
                "supervisor.HEARTBEAT_S", "supervisor.die_with_parent"},
     "store": {"store.record", "audio.files"},
     "metrics": {"store.record"},

@@ -1,93 +1,103 @@
-"""FreeSWITCH's event socket (ESL), outbound mode: greenswitch, with its sharp edges filed off.
+"""FreeSWITCH's event socket (ESL) wire format: messages, read with bounds. Standard library only.
 
-greenswitch 0.0.19 is gevent code on plain sockets: without monkey-patching, one call's blocking read
-stalls every other call in the thread. So it runs in its own process that monkey-patches itself (the
-asyncio daemon is never patched). Two quirks are wrapped here: `OutboundESLServer.listen()` calls
-`sys.exit()` when it cannot bind (this raises OSError with the address instead), and `send()` waits
-forever for a reply (this times out and drops the session, whose stream is out of sync by then). And its
-reader leaves a disconnect notice's body unread, then takes it for the next message; this reads it.
+A message is `Name: value` header lines ending in a blank line, then `Content-Length` bytes of body. Header
+values are URL-encoded by FreeSWITCH (the reply to `connect` carries every channel variable that way; so do
+the headers inside a `text/event-plain` body), so a line is split on LF first and its value decoded after:
+decoding first would turn a caller's encoded newline into a header of their own (greenswitch does that).
+Limits keep one bad peer from costing more than its own session: a header block or a body over its limit,
+or a body cut short by EOF, ends the session with `ESLError`.
 """
 
 from __future__ import annotations
 
-import errno
-import logging
-import socket
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import unquote
 
-import gevent
-from greenswitch.esl import NotConnectedError, OutboundESLServer, OutboundSession, OutboundSessionHasGoneAway
-
-log = logging.getLogger("pbxguard.esl")
-
-
-class ESLTimeout(OutboundSessionHasGoneAway):
-    """No reply in time: the session is treated as gone."""
+MAX_HEADER_BYTES = 256 * 1024  # a `connect` reply holds all channel variables: a few KB, more with many SIP headers
+MAX_BODY_BYTES = 1024 * 1024
+EVENT_PLAIN = "text/event-plain"
 
 
-class TimedOutboundSession(OutboundSession):
-    command_timeout = 5.0
-
-    def send(self, data: str):
-        try:
-            with gevent.Timeout(self.command_timeout):
-                return super().send(data)
-        except gevent.Timeout:
-            self.connected = False
-            self._outbound_connected = False
-            raise ESLTimeout(f"no reply to {data.split(chr(10))[0]!r} within {self.command_timeout} s") from None
-
-    def handle_event(self, event) -> None:
-        if "Content-Type" not in event.headers:  # stray lines: not an ESL message
-            log.warning("freeswitch: ignoring a block without Content-Type")
-            return
-        if event.headers["Content-Type"] == "text/disconnect-notice" and "Content-Length" in event.headers:
-            # greenswitch leaves this body unread and then parses it as the next message.
-            self._read_socket(self.sock_file, int(event.headers["Content-Length"]))
-        super().handle_event(event)
-
-    def api(self, command: str) -> str:
-        """`api <command>`: the response body (FreeSWITCH answers +OK... or -ERR...)."""
-        return self.send(f"api {command}").data or ""
+class ESLError(Exception):
+    """The peer broke the protocol or went away mid-message: the session is over."""
 
 
-class OutboundServer(OutboundESLServer):
-    """greenswitch's server with a bind error that raises, timed sessions, and a `bound` event."""
+class Stream(Protocol):
+    def readline(self, size: int = -1, /) -> bytes: ...
 
-    def __init__(self, host: str, port: int, application, command_timeout: float = 5.0) -> None:
-        super().__init__(bind_address=host, bind_port=port, application=application, max_connections=10_000)
-        self.command_timeout = command_timeout
-        self.bound = gevent.event.Event()
+    def read(self, size: int = -1, /) -> bytes: ...
 
-    def listen(self) -> None:
-        self.server = socket.socket()
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.server.bind((self.bind_address, self.bind_port[0]))
-        except OSError as exc:
-            raise OSError(exc.errno, f"freeswitch: cannot listen on {self.bind_address}:{self.bind_port[0]}: "
-                                     f"{exc.strerror}") from None
-        self.bound_port = self.server.getsockname()[1]
-        self.server.setblocking(False)
-        self.server.listen(128)
-        self._running = True
-        self.bound.set()
-        while self._running:
-            try:
-                sock, address = self.server.accept()
-            except OSError as error:
-                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    gevent.sleep(0.02)
-                    continue
-                raise
-            session = TimedOutboundSession(address, sock)
-            session.command_timeout = self.command_timeout
-            gevent.spawn(self._accept_call, session)
-        self.server.close()
-        gevent.joinall(self._greenlets, timeout=15)
 
-    def _handle_call(self, session) -> None:
-        try:
-            super()._handle_call(session)
-        except (OutboundSessionHasGoneAway, NotConnectedError, OSError) as exc:  # garbage, half-open or gone peer: this call only
-            log.warning("freeswitch: dropped a connection before it started: %s", exc)
-            session.stop()
+@dataclass
+class Message:
+    headers: dict[str, str]
+    body: str = ""
+    event: dict[str, str] = field(default_factory=dict)  # a text/event-plain body's own headers
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+
+def parse_headers(block: bytes) -> dict[str, str]:
+    """`Name: value` lines, split on LF only, each value URL-decoded after the split; other lines are ignored."""
+    headers: dict[str, str] = {}
+    for line in block.decode("utf-8", "replace").split("\n"):
+        name, sep, value = line.removesuffix("\r").partition(": ")
+        if sep and name.strip():
+            headers[name.strip()] = unquote(value)
+    return headers
+
+
+class MessageReader:
+    """Messages from a blocking binary stream (a socket's makefile("rb")); `read()` is None at a clean EOF."""
+
+    def __init__(self, stream: Stream, max_header_bytes: int = MAX_HEADER_BYTES,
+                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self.stream = stream
+        self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
+
+    def read(self) -> Message | None:
+        lines: list[bytes] = []
+        size = 0
+        while True:
+            line = self.stream.readline(self.max_header_bytes - size + 1)
+            if not line:
+                if lines:
+                    raise ESLError(f"connection closed inside a header block ({size} bytes)")
+                return None
+            size += len(line)
+            if size > self.max_header_bytes:
+                raise ESLError(f"header block over {self.max_header_bytes} bytes")
+            if line in (b"\n", b"\r\n"):
+                if lines:
+                    break
+                continue  # blank lines between messages
+            lines.append(line)
+        headers = parse_headers(b"".join(lines))
+        body = self._body(headers.get("Content-Length"))
+        if headers.get("Content-Type") == EVENT_PLAIN:
+            return Message(headers, body, parse_headers(body.encode().split(b"\n\n", 1)[0]))
+        return Message(headers, body)
+
+    def _body(self, length_text: str | None) -> str:
+        if length_text is None:
+            return ""
+        if not length_text.strip().isdigit():
+            raise ESLError(f"Content-Length {length_text[:40]!r} is not a number")
+        length = int(length_text)
+        if length > self.max_body_bytes:
+            raise ESLError(f"Content-Length {length} over the limit of {self.max_body_bytes}")
+        data = self.stream.read(length) if length else b""
+        if len(data) < length:
+            raise ESLError(f"connection closed after {len(data)} of {length} body bytes")
+        return data.decode("utf-8", "replace")
+
+
+def command(text: str) -> bytes:
+    """One command on the wire. A command is ours, never a caller's: a blank line inside would end it early."""
+    if "\n\n" in text.strip("\n"):
+        raise ValueError("an ESL command cannot contain a blank line")
+    return (text.strip("\n") + "\n\n").encode()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 from panoramisk.fast_agi import Application, Request
@@ -45,9 +46,10 @@ class FastAGIRequest(Request):
     """One AGI session. `send_command` returns panoramisk's result dict, plus `status_code` 511/520."""
 
     def __init__(self, app: Application, headers: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 command_timeout: float, encoding: str = "utf-8") -> None:
+                 command_timeout: float, encoding: str = "utf-8", local: bool = False) -> None:
         super().__init__(app, headers, reader, writer, encoding)
         self.command_timeout = command_timeout
+        self.local = local  # came over a Unix socket (a relay of ours), not over TCP
         self.hung_up = False  # Asterisk told us the channel hung up
         self.broken = False
 
@@ -131,9 +133,10 @@ class FastAGIApplication(Application):
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     allowed: Callable[[str], bool]) -> None:
         """One AGI session, from its header to its route's end; the connection is closed after."""
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        if not isinstance(peer, tuple):
-            peer = ("local", 0)  # a Unix socket: its file's permissions are its access control
+        sock = writer.get_extra_info("socket")
+        local = sock is not None and sock.family == socket.AF_UNIX
+        # A Unix socket's file permissions are its access control.
+        peer = ("local", 0) if local else writer.get_extra_info("peername") or ("?", 0)
         try:
             if not allowed(str(peer[0])):
                 log.warning("fastagi: refused connection from %s (not in 'allow')", peer[0])
@@ -146,7 +149,7 @@ class FastAGIApplication(Application):
             if route is None:
                 log.warning("fastagi: no route for %r from %s (channel %s)", script, peer[0], headers.get("agi_channel"))
                 return
-            request = FastAGIRequest(self, headers, reader, writer, self.command_timeout, self.default_encoding)
+            request = FastAGIRequest(self, headers, reader, writer, self.command_timeout, self.default_encoding, local)
             try:
                 await route(request)
             except AGIError as exc:

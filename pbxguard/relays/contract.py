@@ -15,6 +15,7 @@ DEFAULT_RUNDIR = "/run/pbxguard"
 AGI_SOCKET = "agi.sock"
 AUDIO_SOCKET = "audio.sock"
 CALL_ID_HEADER = "agi_pbxguard_call_id"
+DTMF_KEYS = "0123456789*#ABCD"  # what a challenge report's digits may be
 
 
 def socket_paths(rundir: str) -> tuple[str, str]:

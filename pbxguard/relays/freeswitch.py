@@ -25,14 +25,13 @@ from pathlib import Path
 from pbxguard.audio.format import FRAME_MS, SAMPLE_RATE, SAMPLE_WIDTH
 from pbxguard.protocols import agi as agi_wire
 from pbxguard.protocols.audiosocket import KIND_SLIN, frame, uuid_frame
-from pbxguard.relays.contract import CALL_ID_HEADER, DEFAULT_RUNDIR, socket_paths
+from pbxguard.relays.contract import CALL_ID_HEADER, DEFAULT_RUNDIR, DTMF_KEYS, socket_paths
 from pbxguard.supervisor import HEARTBEAT_S, die_with_parent
 
 log = logging.getLogger("pbxguard.freeswitch")
 
 POLL_S = FRAME_MS / 1000
 READ_BYTES = 3200  # at most 200 ms of audio per frame sent on
-DTMF_KEYS = "0123456789*#ABCD"
 NO_RECORDING_S = 1.0  # a recording that has not appeared by then never will
 RECORD_MARGIN_S = 3  # past the window: listening on for a fax burst, and slack
 
@@ -236,7 +235,7 @@ def serve(host: str, port: int, rundir: str, recordings: str, command_timeout: f
     monkey.patch_all()
     import gevent
 
-    from pbxguard.protocols.esl import OutboundServer
+    from pbxguard.protocols.esl_outbound import OutboundServer
 
     def beat() -> None:
         while True:

@@ -29,7 +29,7 @@ from pbxguard.policy.callers import CallerRules
 from pbxguard.policy.rules import Decision, Policy
 from pbxguard.protocols import agi
 from pbxguard.protocols.fastagi import AGIError, FastAGIRequest
-from pbxguard.relays.contract import CALL_ID_HEADER
+from pbxguard.relays.contract import CALL_ID_HEADER, DTMF_KEYS
 from pbxguard.screener import CLASSES, Verdict
 from pbxguard.service import calls
 from pbxguard.service.calls import CallRegistry
@@ -40,6 +40,15 @@ from pbxguard.store.record import CallRecord
 log = logging.getLogger("pbxguard.screening")
 
 AUDIO_GRACE_S = 3.0  # beyond the window: AudioSocket connects and its first frames arrive
+MAX_DIGITS = 16
+
+
+def canonical_uuid(text: str) -> str | None:
+    """`text` as pbxguard writes a call id (a canonical uuid), or None if it is not one."""
+    try:
+        return str(uuid.UUID(text)) if len(text) == 36 else None
+    except ValueError:
+        return None
 
 
 class ScreeningService:
@@ -83,7 +92,7 @@ class ScreeningService:
         args = request.args
         mode = args[0].lower() if args and args[0].lower() in (INBOUND, OUTBOUND) else INBOUND
         window = int(args[1]) if len(args) > 1 and args[1].isdigit() else None
-        relayed = request.headers.get(CALL_ID_HEADER)  # a relay's call: the audio comes from the relay
+        relayed = self._relayed_call_id(request)  # a relay's call: the audio comes from the relay
         call_id = relayed or str(uuid.uuid4())
         details = self._details(request, call_id, mode)
         if len(args) > 2 and args[2]:  # inside the Gosub the extension is `s`: the dialplan passes the number
@@ -120,6 +129,18 @@ class ScreeningService:
         finally:
             self.registry.close(call_id)
 
+    @staticmethod
+    def _relayed_call_id(request: FastAGIRequest) -> str | None:
+        """The call id a relay of ours made (a uuid, over a Unix socket); from anyone else it is ignored."""
+        offered = request.headers.get(CALL_ID_HEADER)
+        if offered is None:
+            return None
+        if request.local and (call_id := canonical_uuid(offered)):
+            return call_id
+        log.warning("screen: ignoring %s %r from %s", CALL_ID_HEADER, offered[:64],
+                    "a relay" if request.local else "a TCP peer (only pbxguard's relays name calls)")
+        return None
+
     async def _set(self, request: FastAGIRequest, variables: dict[str, str]) -> None:
         for name, value in variables.items():
             await request.send_command(agi.set_variable(name, value))
@@ -139,9 +160,10 @@ class ScreeningService:
 
     async def challenge(self, request: FastAGIRequest) -> None:
         args = request.args + ["", "", ""]
-        call_id, result, pressed = args[0], args[1].upper(), args[2]
-        if result not in ("PASS", "FAIL"):
-            log.warning("challenge report for %s with result %r (expected PASS or FAIL)", call_id, args[1])
+        call_id, result, pressed = canonical_uuid(args[0]), args[1].upper(), "".join(filter(DTMF_KEYS.__contains__, args[2]))
+        if call_id is None or result not in ("PASS", "FAIL"):
+            log.warning("challenge report with call id %r and result %r (expected a uuid and PASS or FAIL); ignored",
+                        args[0][:64], args[1][:16])
             return
-        if not await self.recorder.challenge(call_id, result, pressed):
-            log.warning("challenge report for unknown call %s", call_id)
+        if not await self.recorder.challenge(call_id, result, pressed[:MAX_DIGITS]):
+            log.warning("challenge report for %s, which pbxguard did not challenge or has heard from already", call_id)

@@ -80,7 +80,10 @@ class CallLog:
         """The Turing test's outcome, which also labels an unlabelled call for retraining: a pass means a
         person was there (human); a fail with no speech in the window is dead air (silence), as in the
         Marchex paper; a fail after speech is a machine."""
-        found = self._execute("SELECT speech_ms FROM calls WHERE call_id = ?", [call_id])
+        # Only a call that was challenged and not yet reported on: a report is the dialplan's word, and the
+        # call id could have been copied from another call.
+        found = self._execute("SELECT speech_ms FROM calls WHERE call_id = ? AND action = 'CHALLENGE' "
+                              "AND challenge IS NULL", [call_id])
         if not found:
             return False
         label = "human" if outcome == "PASS" else "silence" if not found[0][0] else "machine"

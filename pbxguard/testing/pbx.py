@@ -11,12 +11,16 @@ import contextlib
 import hashlib
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
 import tarfile
 import time
 from pathlib import Path
+
+from pbxguard.protocols.esl import EVENT_PLAIN, Message, MessageReader
+from pbxguard.protocols.esl import command as esl_command
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_PBX = Path(os.environ.get("PBXGUARD_SHARED_PBX", ROOT.parent / "shared" / "pbx"))
@@ -164,6 +168,33 @@ verbose = 3
 FREESWITCH_TARBALL = "freeswitch-1.10.12-debian12-amd64.tar.xz"
 
 
+class SocketStream:
+    """readline/read over a socket with its own buffer, so that waiting with select() sees what is buffered."""
+
+    def __init__(self, sock) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        self.buffer += data
+        return bool(data)
+
+    def readline(self, size: int = -1) -> bytes:
+        while b"\n" not in self.buffer and (size < 0 or len(self.buffer) < size) and self._fill():
+            pass
+        end = self.buffer.find(b"\n") + 1 or len(self.buffer)
+        end = min(end, size) if size >= 0 else end
+        line, self.buffer = self.buffer[:end], self.buffer[end:]
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        while len(self.buffer) < size and self._fill():
+            pass
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+
 class ESL:
     """A small inbound event-socket client: `api` commands and the events it subscribed to."""
 
@@ -179,42 +210,27 @@ class ESL:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        self.buffer = b""
+        self.stream = SocketStream(self.sock)
+        self.reader = MessageReader(self.stream)
         self.events: list[dict[str, str]] = []
         self._read()  # auth/request
         self._command(f"auth {password}")
         self._command(f"event plain {events}")
 
-    def _block(self) -> tuple[dict[str, str], str]:
-        while b"\n\n" not in self.buffer:
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("FreeSWITCH closed the event socket")
-            self.buffer += data
-        head, self.buffer = self.buffer.split(b"\n\n", 1)
-        headers = dict(line.split(": ", 1) for line in head.decode().split("\n") if ": " in line)
-        length = int(headers.get("Content-Length", 0))
-        while len(self.buffer) < length:
-            self.buffer += self.sock.recv(65536)
-        body, self.buffer = self.buffer[:length].decode(), self.buffer[length:]
-        return headers, body
-
-    def _read(self) -> tuple[dict[str, str], str]:
+    def _read(self) -> Message:
         """The next reply; events read on the way are kept."""
-        from urllib.parse import unquote
-
         while True:
-            headers, body = self._block()
-            if headers.get("Content-Type") == "text/event-plain":
-                head = body.split("\n\n", 1)[0]
-                self.events.append({k: unquote(v) for k, v in (line.split(": ", 1) for line in head.split("\n") if ": " in line)})
-                continue
-            return headers, body
+            message = self.reader.read()
+            if message is None:
+                raise ConnectionError("FreeSWITCH closed the event socket")
+            if message.content_type != EVENT_PLAIN:
+                return message
+            self.events.append(message.event)
 
     def _command(self, command: str) -> str:
-        self.sock.sendall((command + "\n\n").encode())
-        headers, body = self._read()
-        return headers.get("Reply-Text", "") or body
+        self.sock.sendall(esl_command(command))
+        reply = self._read()
+        return reply.headers.get("Reply-Text", "") or reply.body
 
     def api(self, command: str) -> str:
         return self._command(f"api {command}").strip()
@@ -233,18 +249,13 @@ class ESL:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("no such event")
-            self.sock.settimeout(remaining)
-            try:
-                headers, body = self._block()
-            except TimeoutError:
+            if not self.stream.buffer and not select.select([self.sock], [], [], remaining)[0]:
                 continue
-            finally:
-                self.sock.settimeout(10)
-            if headers.get("Content-Type") == "text/event-plain":
-                from urllib.parse import unquote
-
-                head = body.split("\n\n", 1)[0]
-                self.events.append({k: unquote(v) for k, v in (line.split(": ", 1) for line in head.split("\n") if ": " in line)})
+            message = self.reader.read()  # once it has begun, a message arrives whole
+            if message is None:
+                raise ConnectionError("FreeSWITCH closed the event socket")
+            if message.content_type == EVENT_PLAIN:
+                self.events.append(message.event)
 
     def close(self) -> None:
         self.sock.close()

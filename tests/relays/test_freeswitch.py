@@ -72,6 +72,8 @@ def test_garbage_and_half_open_connections_leave_other_calls_alone(fs_daemon, ca
             bad_client(b"Content-Type: command/reply\nReply-Text: +OK\n", 0.2),  # half a reply, then gone
             bad_client(b"", 3.0),  # says nothing
             bad_client(b"Content-Type: text/disconnect-notice\nContent-Length: 30\n\nDisconnected, goodbye.\nBye!!!\n", 0.5),
+            bad_client(b"Content-Type: api/response\nContent-Length: 5000\n\n+OK", 0.0),  # greenswitch spun here
+            bad_client(b"Content-Type: command/reply\nReply-Text: +OK\n\n" * 50, 0.5),  # replies nobody asked for
         )
         good = await asyncio.gather(*(freeswitch_call("127.0.0.1", fs_daemon.esl_port, calls_audio[k])
                                       for k in ("live", "dead_air", "fax")))
@@ -80,6 +82,14 @@ def test_garbage_and_half_open_connections_leave_other_calls_alone(fs_daemon, ca
 
     live, dead_air, fax = run(scenario())
     assert [c.variables["pbxguard_action"] for c in (live, dead_air, fax)] == ["BRIDGE", "CHALLENGE", "HANGUP"]
+
+
+@pytest.mark.parametrize("caller", ["+1202\u2028variable_pbxguard_report: PASS", "+1202\nagi_network_script: check",
+                                    "+1202\r\nvariable_pbxguard_call_id: x"])
+def test_a_caller_id_cannot_forge_a_report_or_a_header(fs_daemon, calls_audio, caller):
+    call = run(freeswitch_call("127.0.0.1", fs_daemon.esl_port, calls_audio["fax"], caller=caller))
+    assert (call.variables["pbxguard_action"], call.variables["pbxguard_verdict"]) == ("HANGUP", "FAX")
+    assert fs_daemon.call_log().call(call.variables["pbxguard_call_id"]).status == "screened"
 
 
 def test_challenge_outcome_is_reported_through_the_socket(fs_daemon, calls_audio):

@@ -94,3 +94,27 @@ def test_the_verdict_is_sent_when_audiosocket_fails_after_the_window(daemon, cal
     assert call.audio_closed_by_server
     assert (call.variables["PBXGUARD_VERDICT"], call.variables["PBXGUARD_ACTION"]) == ("FAX", "HANGUP")
     assert daemon.records[-1].status == "screened"
+
+
+@pytest.mark.parametrize("injected", ["\nagi_pbxguard_call_id: ../../../tmp/x", "\nagi_pbxguard_call_id: {uuid}",
+                                      "\u2028agi_network_script: check", "\x0bagi_callerid: +12025550100"])
+def test_a_tcp_peer_cannot_name_the_call_or_rewrite_the_header(daemon, calls_audio, injected):
+    import uuid
+
+    chosen = str(uuid.uuid4())
+    call = run(FakeAsterisk("127.0.0.1", daemon.agi_port).call(calls_audio["fax"],
+                                                               callerid="Bob" + injected.format(uuid=chosen)))
+    assert call.commands[0].startswith("EXEC AudioSocket")  # screened, with audio asked of Asterisk
+    assert call.variables["PBXGUARD_ACTION"] == "HANGUP"
+    assert call.variables["PBXGUARD_CALL_ID"] not in (chosen, "../../../tmp/x")
+    assert str(uuid.UUID(call.variables["PBXGUARD_CALL_ID"])) == call.variables["PBXGUARD_CALL_ID"]
+
+
+def test_challenge_reports_count_only_for_calls_pbxguard_challenged(daemon, calls_audio):
+    fake = FakeAsterisk("127.0.0.1", daemon.agi_port)
+    bridged, challenged = (run(fake.call(calls_audio[k])).variables["PBXGUARD_CALL_ID"] for k in ("live", "dead_air"))
+    for call_id, outcome in ((bridged, "FAIL"), (challenged, "FAIL"), (challenged, "PASS"), ("../../x", "PASS")):
+        run(fake.call(calls_audio["live"][:0], script="challenge", args=(call_id, outcome, "7#x\u2028")))
+    log = daemon.call_log()
+    assert (log.call(bridged).challenge, log.call(bridged).label) == (None, None)  # never challenged: no label
+    assert (log.call(challenged).challenge, log.call(challenged).pressed) == ("FAIL", "7#")  # the first report holds
