@@ -61,7 +61,7 @@ class TimedOutboundSession(OutboundSession):
 
     def receive_events(self) -> None:
         reader = esl.MessageReader(self.sock_file)
-        while self._run:  # type: ignore[has-type]  (greenswitch's, untyped)
+        while self._run:  # type: ignore[has-type]
             try:
                 message = reader.read()
             except (esl.ESLError, OSError) as exc:  # a broken peer, or one silent past the idle timeout
