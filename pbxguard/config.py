@@ -72,6 +72,12 @@ class PolicySettings:
 class Database:
     path: str = "/var/lib/pbxguard/calls.db"
     url: str = ""
+    spool: str = ""  # rows waiting for the database; "" is `path` + ".spool"
+    retry_s: float = 1.0  # how often to reconnect while the database is away
+
+    @property
+    def spool_path(self) -> str:
+        return self.spool or self.path + ".spool"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ class Metrics:
         self.active = Gauge("pbxguard_active_calls", "Calls being screened now", registry=self.registry)
         self.errors = Counter("pbxguard_errors", "Errors by kind", ["kind"], registry=self.registry)
         self.challenges = Counter("pbxguard_challenges", "Turing test outcomes", ["outcome"], registry=self.registry)
+        self.pending = Gauge("pbxguard_call_log_pending", "Rows spooled or held, not yet in the database",
+                             registry=self.registry)
         self.model = Info("pbxguard_model", "The loaded model", registry=self.registry)
 
         self.latency_samples: list[float] | None = None  # a benchmark sets a list to keep every latency

@@ -32,6 +32,7 @@ from pbxguard.service.recorder import Recorder
 from pbxguard.service.screening import ScreeningService
 from pbxguard.store.calllog import open_call_log
 from pbxguard.store.captures import Captures
+from pbxguard.store.writer import CallLogWriter
 from pbxguard.supervisor import HEARTBEAT_S, die_with_parent, heartbeat_fd
 
 log = logging.getLogger("pbxguard.server")
@@ -57,8 +58,10 @@ class Server:
         self.metrics.active.set_function(lambda: self.registry.active)
         c = config.captures
         self.captures = Captures(c.directory, c.max_days, c.max_megabytes) if c.enabled else None
-        self.recorder = Recorder(open_call_log(config.database.path, config.database.url), self.captures,
-                                 self.metrics, config.log.json, config.log.full_numbers)
+        db = config.database
+        writer = CallLogWriter(lambda: open_call_log(db.path, db.url), db.spool_path, db.retry_s)
+        self.metrics.pending.set_function(lambda: writer.pending)
+        self.recorder = Recorder(writer, self.captures, self.metrics, config.log.json, config.log.full_numbers)
         self.service = ScreeningService(self.registry, self.recorder, config)
         self.servers: list[asyncio.Server] = []
         self.stopping = asyncio.Event()
@@ -102,6 +105,7 @@ class Server:
                                          f"{exc.strerror}") from None
         if self.captures is not None:
             self.tasks.append(asyncio.ensure_future(self._prune_captures(self.captures)))
+        self.tasks.append(asyncio.ensure_future(self._flush_call_log()))
 
     async def _bind(self, name: str, host: str, port: int, create: Callable[..., Any], factory: Callable[..., Any],
                     **kwargs: Any) -> asyncio.Server:
@@ -181,6 +185,12 @@ class Server:
             except OSError as exc:
                 log.error("freeswitch ESL process could not be restarted: %s; retrying", exc)
                 self.freeswitch_beat = loop.time()
+
+    async def _flush_call_log(self) -> None:
+        """Rows spooled while the database was away are replayed as soon as it is back, calls or not."""
+        while True:
+            await asyncio.sleep(self.config.database.retry_s)
+            await self.recorder.flush()
 
     async def _prune_captures(self, captures: Captures) -> None:
         while True:

@@ -44,22 +44,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class Postgres:
+    """A real PostgreSQL server of our own, on a free loopback port; `stop()` and `start()` make an outage."""
+
+    def __init__(self) -> None:
+        bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        assert bindirs, "PostgreSQL is not installed: run bash .ci/setup (Debian package postgresql)"
+        self.bindir = bindirs[-1]
+        self.root = tempfile.mkdtemp(prefix="pbxguard-pg-")
+        self.data, self.port = os.path.join(self.root, "data"), _free_port()
+        self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_postgres:
+            shutil.chown(self.root, "postgres")
+        subprocess.run([*self.as_postgres, f"{self.bindir}/initdb", "-D", self.data, "--auth=trust", "-U", "postgres"],
+                       check=True, capture_output=True)
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.start()
+
+    def start(self) -> None:
+        subprocess.run([*self.as_postgres, f"{self.bindir}/pg_ctl", "-D", self.data, "-l", os.path.join(self.root, "log"),
+                        "-w", "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start"],
+                       check=True, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run([*self.as_postgres, f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "stop"],
+                       capture_output=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_url():
-    bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    assert bindirs, "PostgreSQL is not installed: run bash .ci/setup (Debian package postgresql)"
-    bindir = bindirs[-1]
-    root = tempfile.mkdtemp(prefix="pbxguard-pg-")
-    data, port = os.path.join(root, "data"), _free_port()
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:
-        shutil.chown(root, "postgres")
-    subprocess.run([*as_postgres, f"{bindir}/initdb", "-D", data, "--auth=trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_postgres, f"{bindir}/pg_ctl", "-D", data, "-l", os.path.join(root, "log"), "-w",
-                    "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
-    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    subprocess.run([*as_postgres, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
+def postgres():
+    server = Postgres()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def postgres_url(postgres):
+    return postgres.url

@@ -1,8 +1,10 @@
 """Where decisions go once made: the call log, the capture, the metrics and one log line per call.
 
-Writes run in one worker thread, so the event loop never waits on a disk or a database, and `call()` returns
-only once the record is committed: the adapter sends the verdict after that, so a `kill -9` loses no call
-whose verdict was sent.
+Writes run in one worker thread, so the event loop never waits on a disk or a database. `call()` returns
+once the row is acknowledged (committed, or spooled while the database is away: see `store.writer`), and
+the verdict is sent after that, so a `kill -9` loses no row whose verdict was sent. pbxguard fails open: when
+the row cannot be acknowledged within COMMIT_TIMEOUT_S (a database that hangs) or at all (no disk space for
+the spool either), the verdict is still sent and the row is kept trying, with an error logged and counted.
 """
 
 from __future__ import annotations
@@ -19,19 +21,20 @@ import numpy as np
 
 from pbxguard.metrics import Metrics
 from pbxguard.policy.callerid import Caller
-from pbxguard.store.calllog import CallLog
 from pbxguard.store.captures import Captures
 from pbxguard.store.record import CallRecord, ChallengeOutcome
+from pbxguard.store.writer import HELD, CallLogWriter
 
+COMMIT_TIMEOUT_S = 1.0
 LOGGED_FIELDS = ("call_id", "status", "verdict", "confidence", "action", "reason", "decided_ms", "channel", "model")
 
 log = logging.getLogger("pbxguard.service.calls")
 
 
 class Recorder:
-    def __init__(self, call_log: CallLog | None = None, captures: Captures | None = None, metrics: Metrics | None = None,
+    def __init__(self, writer: CallLogWriter | None = None, captures: Captures | None = None, metrics: Metrics | None = None,
                  json_lines: bool = False, full_numbers: bool = False) -> None:
-        self.call_log = call_log
+        self.writer = writer
         self.captures = captures
         self.metrics = metrics or Metrics()
         self.json_lines = json_lines
@@ -41,6 +44,18 @@ class Recorder:
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def _store(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) in the store thread, waited for at most COMMIT_TIMEOUT_S (it goes on after that)."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._run(fn, *args)), COMMIT_TIMEOUT_S)
+        except TimeoutError:
+            self.metrics.errors.labels("call_log").inc()
+            log.error("call log: %s not acknowledged within %.1f s; going on without waiting", what, COMMIT_TIMEOUT_S)
+        except Exception as exc:  # a bug in the store must not stop a call: fail open, loudly
+            self.metrics.errors.labels("call_log").inc()
+            log.exception("call log: %s failed: %s", what, exc)
+        return None
 
     async def call(self, record: CallRecord, caller: Caller | None = None, samples: np.ndarray | None = None) -> None:
         """Commit one call's record (and its capture), then count and log it."""
@@ -53,12 +68,8 @@ class Recorder:
             except OSError as exc:
                 self.metrics.errors.labels("capture").inc()
                 log.error("capture for call %s not saved: %s", record.call_id, exc)
-        if self.call_log is not None:
-            try:
-                await self._run(self.call_log.record_call, record)
-            except Exception as exc:  # the call still goes through: fail open, but loudly
-                self.metrics.errors.labels("call_log").inc()
-                log.error("call %s not written to the call log: %s", record.call_id, exc)
+        if self.writer is not None and await self._store(f"call {record.call_id}", self.writer.record_call, record) == HELD:
+            self.metrics.errors.labels("call_log").inc()
         self.metrics.call(record)
         self._log_line(record, caller)
         for subscriber in self.subscribers:
@@ -72,26 +83,34 @@ class Recorder:
         else:
             log.info(" ".join(f"{k}={v}" for k, v in shown.items() if v is not None))
 
-    async def challenge(self, call_id: str, outcome: str, pressed: str) -> bool:
+    async def challenge(self, call_id: str, outcome: str, pressed: str) -> bool | None:
+        """Whether the call was one pbxguard challenged and had no report yet (None: not known yet)."""
         self.metrics.challenges.labels(outcome.lower()).inc()
-        found = await self._run(self.call_log.record_challenge, call_id, outcome, pressed) if self.call_log else False
+        found = False
+        if self.writer is not None:
+            kept = await self._store(f"challenge of {call_id}", self.writer.record_challenge, call_id, outcome, pressed)
+            found = kept[1] if kept else None
         log.info("call_id=%s challenge=%s", call_id, outcome)
         for subscriber in self.subscribers:
             subscriber(ChallengeOutcome(call_id, outcome, pressed))
         return found
 
     async def lists(self) -> list[tuple[str, str, str]]:
-        if self.call_log is None:
+        """The caller-ID lists; the last ones read while the database is away or slow."""
+        if self.writer is None:
             return []
-        try:
-            return await self._run(self.call_log.lists)
-        except Exception as exc:
-            self.metrics.errors.labels("call_log").inc()
-            log.error("caller-ID lists unreadable, screening without them: %s", exc)
-            return []
+        lists = await self._store("reading the caller-ID lists", self.writer.lists)
+        return self.writer.cached_lists if lists is None else lists
+
+    async def flush(self) -> None:
+        """Reconnect and replay the spool when due (the server calls this now and then)."""
+        if self.writer is not None:
+            await self._store("replaying the spool", self.writer.flush)
 
     def close(self) -> None:
         """Finish pending writes and close the call log."""
+        if self.writer is not None:
+            self.executor.submit(self.writer.flush)
         self.executor.shutdown(wait=True)
-        if self.call_log is not None:
-            self.call_log.close()
+        if self.writer is not None:
+            self.writer.close()

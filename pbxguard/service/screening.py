@@ -119,7 +119,8 @@ class ScreeningService:
             decision = self.policy.decide(verdict, self.caller_rules.signals(caller))
             variables = channel_variables(verdict, decision, call_id, mode)
             window_end = time.monotonic()
-            # Committed before the verdict is sent: a crash after this loses no call whose verdict went out.
+            # Acknowledged (committed or spooled) before the verdict is sent: a crash after this loses no row whose
+            # verdict went out.
             await self.recorder.call(self._record(call, verdict, decision, "screened"), caller, call.stream.samples)
             await self._set(request, variables)
             self.recorder.metrics.verdict_sent(time.monotonic() - window_end)
@@ -165,5 +166,5 @@ class ScreeningService:
             log.warning("challenge report with call id %r and result %r (expected a uuid and PASS or FAIL); ignored",
                         args[0][:64], args[1][:16])
             return
-        if not await self.recorder.challenge(call_id, result, pressed[:MAX_DIGITS]):
+        if await self.recorder.challenge(call_id, result, pressed[:MAX_DIGITS]) is False:
             log.warning("challenge report for %s, which pbxguard did not challenge or has heard from already", call_id)

@@ -7,6 +7,7 @@ several PBXs share one log. The schema is versioned: migrations run in order and
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -38,6 +39,7 @@ class CallLog:
     """Dialect-neutral SQL over a DB-API connection; subclasses connect and say how to write parameters."""
 
     placeholder = "?"
+    data_errors: tuple[type[Exception], ...] = ()  # what the database raises for a bad row rather than an outage
 
     def __init__(self, connection) -> None:
         self.db = connection
@@ -128,13 +130,24 @@ class CallLog:
     def lists(self) -> list[tuple[str, str, str]]:
         return [tuple(r) for r in self._execute("SELECT kind, pattern, note FROM lists ORDER BY kind, pattern")]
 
+    def rollback(self) -> None:
+        self.db.rollback()
+
     def close(self) -> None:
         self.db.close()
 
 
 class SQLiteCallLog(CallLog):
+    data_errors = (sqlite3.IntegrityError, sqlite3.DataError)
+
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(path)
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+        # Callers' numbers: 0600 whatever the umask; SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if path.stat().st_uid == os.geteuid():
+            os.chmod(path, 0o600)
         db = sqlite3.connect(str(path), check_same_thread=False, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable against a killed process
@@ -147,7 +160,10 @@ class PostgresCallLog(CallLog):
     def __init__(self, url: str) -> None:
         import psycopg
 
-        super().__init__(psycopg.connect(url))
+        self.data_errors = (psycopg.DataError, psycopg.IntegrityError)
+        # Bounded waits: a server that stops answering must not hold the store thread (and every verdict) for long.
+        super().__init__(psycopg.connect(url, connect_timeout=3, keepalives=1, keepalives_idle=5,
+                                         keepalives_interval=2, keepalives_count=2, tcp_user_timeout=6000))
 
 
 def open_call_log(path: str | Path, url: str = "") -> CallLog:

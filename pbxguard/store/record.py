@@ -44,7 +44,8 @@ class CallRecord:
         """Values in COLUMNS order, scores as JSON text."""
         values = asdict(self)
         values["scores"] = json.dumps(self.scores, sort_keys=True) if self.scores is not None else None
-        return [values[c] for c in COLUMNS]
+        # PostgreSQL refuses NUL in text, and a caller ID can carry one.
+        return [v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in (values[c] for c in COLUMNS)]
 
     @classmethod
     def from_row(cls, row: tuple) -> CallRecord:
