@@ -86,7 +86,7 @@ class Recorder:
     async def challenge(self, call_id: str, outcome: str, pressed: str) -> bool | None:
         """Whether the call was one pbxguard challenged and had no report yet (None: not known yet)."""
         self.metrics.challenges.labels(outcome.lower()).inc()
-        found = False
+        found: bool | None = False
         if self.writer is not None:
             kept = await self._store(f"challenge of {call_id}", self.writer.record_challenge, call_id, outcome, pressed)
             found = kept[1] if kept else None
