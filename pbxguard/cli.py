@@ -18,7 +18,7 @@ from pbxguard.screener.persist import DEFAULT_MODELS_DIR  # noqa: E402  (after t
 def _screener(args):
     from pbxguard.screener import Screener
 
-    return Screener(args.models, window_ms=args.window_ms)
+    return Screener(args.models, window_ms=args.window_ms, manifest_sha256=args.manifest_sha256)
 
 
 def _key_evidence(verdict) -> str:
@@ -95,10 +95,14 @@ def cmd_examples(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from pbxguard.screener.persist import manifest_pin
     from pbxguard.train import train
 
     manifest = train.train(args.corpus, args.out, seed=args.seed, site=args.site, workers=args.workers, progress=not args.quiet)
-    print(json.dumps({k: manifest[k] for k in ("model_version", "training_clips", "thresholds", "metrics")}, indent=2))
+    summary = {k: manifest[k] for k in ("model_version", "training_clips", "thresholds", "metrics")}
+    print(json.dumps({**summary, "manifest_sha256": manifest_pin(args.out)}, indent=2))
+    print(f"pin these models in the configuration: engine: {{models: {args.out}, manifest_sha256: {manifest_pin(args.out)}}}",
+          file=sys.stderr)
     return 0
 
 
@@ -256,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def engine_options(p):
         p.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="model folder with manifest.json (default: %(default)s)")
+        p.add_argument("--manifest-sha256", default="",
+                       help="the pin of models you trained (pbxguard train prints it; the shipped models need none)")
         p.add_argument("--window-ms", type=int, default=2000, help="audio window to classify (default: %(default)s)")
 
     p = sub.add_parser("classify", help="classify audio files (WAV, .ul/.ulaw, .al/.alaw, .sln/.raw)")

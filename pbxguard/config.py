@@ -25,7 +25,11 @@ from pbxguard.screener.persist import DEFAULT_MODELS_DIR
 @dataclass(frozen=True)
 class Engine:
     models: str = str(DEFAULT_MODELS_DIR)
+    manifest_sha256: str = ""  # the pin of a site's models (pbxguard train prints it); the shipped ones are pinned
     window_ms: int = 2000
+
+    def screener_args(self) -> dict[str, Any]:
+        return {"models_dir": self.models, "window_ms": self.window_ms, "manifest_sha256": self.manifest_sha256}
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def local_peer(peer: str) -> bool:
 class Server:
     def __init__(self, config: Config, screener: Screener | None = None) -> None:
         self.config = config
-        self.screener = screener or Screener(config.engine.models, window_ms=config.engine.window_ms)
+        self.screener = screener or Screener(**config.engine.screener_args())
         self.registry = CallRegistry(self.screener)
         self.metrics = Metrics()
         self.metrics.model.info({"version": self.screener.version})
@@ -210,7 +210,7 @@ class Server:
             cfg = config_module.load(self.config.path) if self.config.path else self.config
             # Loading models takes a while: off the event loop, which keeps serving calls (and beating).
             screener = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: Screener(cfg.engine.models, window_ms=cfg.engine.window_ms))
+                None, lambda: Screener(**cfg.engine.screener_args()))
         except Exception as exc:  # a bad new config or model must not take down a working daemon
             log.error("reload failed, keeping the running configuration and models: %s", exc)
         else:

@@ -34,8 +34,9 @@ def small_models(small_corpus, tmp_path_factory):
 @pytest.fixture(scope="session")
 def screener(small_models):
     from pbxguard.screener import Screener
+    from pbxguard.screener.persist import manifest_pin
 
-    return Screener(small_models)
+    return Screener(small_models, manifest_sha256=manifest_pin(small_models))
 
 
 def _free_port() -> int:

@@ -1,8 +1,11 @@
 """Model files: the manifest, the sha256 pin, and loading.
 
 joblib files are pickles, and unpickling runs code: every file is hashed and compared with the folder's
-manifest.json before it is opened, and a mismatch is refused. The shipped models are package data
-(`pbxguard/models/`), so an installed wheel finds them.
+manifest.json before it is opened, and a mismatch is refused. The manifest itself is pinned from outside the
+folder, so that whoever can write the folder cannot bring a pickle with a manifest to match: the shipped
+models by SHIPPED_MANIFEST_SHA256 here (package code), a site's models by `engine.manifest_sha256` in the
+configuration (`pbxguard train` prints it). The shipped models are package data (`pbxguard/models/`), so an
+installed wheel finds them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pbxguard.screener.estimators import ScreenerModel
 MANIFEST = "manifest.json"
 MODEL_FILE = "screener.joblib"
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+# sha256 of pbxguard/models/manifest.json; retraining the shipped model changes it (tests/train checks both)
+SHIPPED_MANIFEST_SHA256 = "7ce7b735401f4c419dbd545c923bbd75859cc88ee6b5469eaae915570b68911b"
 
 
 class ModelError(RuntimeError):
@@ -41,9 +46,23 @@ def read_manifest(models_dir: Path) -> dict:
         raise ModelError(f"{path}: manifest is not valid JSON ({exc})") from None
 
 
-def load_pinned(models_dir: Path, name: str = MODEL_FILE) -> tuple[ScreenerModel, dict]:
-    """Unpickle models_dir/name only if its sha256 matches the manifest and sklearn's version matches."""
+def manifest_pin(models_dir: Path) -> str:
+    """What `engine.manifest_sha256` must say for these models."""
+    return sha256_of(Path(models_dir) / MANIFEST)
+
+
+def load_pinned(models_dir: Path, manifest_sha256: str = "", name: str = MODEL_FILE) -> tuple[ScreenerModel, dict]:
+    """Unpickle models_dir/name only if the manifest matches its pin, the file matches the manifest, and
+    sklearn's version and the feature layout match."""
     models_dir = Path(models_dir)
+    shipped = models_dir.resolve() == DEFAULT_MODELS_DIR
+    pin = manifest_sha256 or (SHIPPED_MANIFEST_SHA256 if shipped else "")
+    manifest_path = models_dir / MANIFEST
+    if not pin:
+        raise ModelError(f"{models_dir}: these models are not pinned; if you trained them, set engine.manifest_sha256 "
+                         f"to the sha256 of {manifest_path} (pbxguard train prints it)")
+    if manifest_path.exists() and (actual := sha256_of(manifest_path)) != pin:
+        raise ModelError(f"{manifest_path}: sha256 {actual} is not the pinned {pin}; refusing these models")
     manifest = read_manifest(models_dir)
     entry = manifest.get("files", {}).get(name)
     if entry is None:

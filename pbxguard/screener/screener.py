@@ -33,8 +33,9 @@ def _one_hot(label: str) -> dict[str, float]:
 
 
 class Screener:
-    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, window_ms: int = WINDOW_MS) -> None:
-        model, manifest = load_pinned(Path(models_dir))
+    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, window_ms: int = WINDOW_MS,
+                 manifest_sha256: str = "") -> None:
+        model, manifest = load_pinned(Path(models_dir), manifest_sha256)
         self.model = model
         self.version: str = manifest.get("model_version", "unversioned")
         self.window_ms = window_ms

@@ -6,7 +6,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from pbxguard.features.layout import DEADAIR_FEATURES, FEATURES, OPENING_FEATURES, layout
 from pbxguard.screener.estimators import TIE_ORDER, CallOpeningClassifier, DecisionRule
-from pbxguard.screener.persist import load_pinned
+from pbxguard.screener.persist import load_pinned, manifest_pin
 from pbxguard.screener.verdict import LEARNED_CLASSES
 
 
@@ -50,7 +50,7 @@ def test_tie_order_covers_the_learned_classes():
 
 
 def test_the_shipped_model_is_for_this_layout_and_sees_the_features_by_name(small_models):
-    model, manifest = load_pinned(small_models)
+    model, manifest = load_pinned(small_models, manifest_pin(small_models))
     assert manifest["layout"] == layout() == dict(model.layout)
     assert model.classifier.n_features_in_ == len(FEATURES) == len(DEADAIR_FEATURES) + len(OPENING_FEATURES)
     assert model.classifier.deadair_columns == len(DEADAIR_FEATURES)
@@ -68,4 +68,4 @@ def test_a_model_for_another_layout_is_refused_before_unpickling(small_models, t
     manifest["layout"]["sha256"] = "0" * 64
     (target / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="feature layout"):
-        Screener(target)
+        Screener(target, manifest_sha256=manifest_pin(target))

@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from pbxguard.screener.persist import DEFAULT_MODELS_DIR, MANIFEST, MODEL_FILE, sha256_of
+from pbxguard.screener.persist import DEFAULT_MODELS_DIR, MANIFEST, MODEL_FILE, SHIPPED_MANIFEST_SHA256, sha256_of
 
 
 def pbxguard(*args):
@@ -21,3 +21,5 @@ def test_the_shipped_model_byte_reproduces_from_its_recipe(tmp_path):
     pbxguard("train", "--corpus", tmp_path / "corpus", "--out", tmp_path / "models", "--seed", shipped["seed"], "--quiet")
     assert sha256_of(tmp_path / "models" / MODEL_FILE) == shipped["files"][MODEL_FILE]["sha256"]
     assert json.loads((tmp_path / "models" / MANIFEST).read_text())["thresholds"] == shipped["thresholds"]
+    # The manifest too, byte for byte: its hash is the pin in the package code.
+    assert sha256_of(tmp_path / "models" / MANIFEST) == sha256_of(DEFAULT_MODELS_DIR / MANIFEST) == SHIPPED_MANIFEST_SHA256

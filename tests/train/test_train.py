@@ -4,7 +4,7 @@ import shutil
 
 from pbxguard.features.layout import layout
 from pbxguard.screener import Screener
-from pbxguard.screener.persist import MANIFEST, MODEL_FILE
+from pbxguard.screener.persist import MANIFEST, MODEL_FILE, manifest_pin
 from pbxguard.train import evaluate, train
 
 
@@ -46,7 +46,7 @@ def test_retraining_with_site_recordings(small_corpus, tmp_path):
     assert manifest["site_folders"] == [str(site)]
     base = json.loads((small_corpus / "recipe.json").read_text())
     assert manifest["training_clips"] > 0 and base["per_class"] == 40
-    assert Screener(tmp_path / "models").version == manifest["model_version"]
+    assert Screener(tmp_path / "models", manifest_sha256=manifest_pin(tmp_path / "models")).version == manifest["model_version"]
 
 
 def test_eval_report_files(screener, small_corpus, tmp_path):
