@@ -7,6 +7,7 @@ whose message names the file and says what is wrong in one line.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -125,9 +126,12 @@ def _pcm_first_channel(body: bytes, channels: int, width: int) -> np.ndarray:
     return padded.view("<i4")[:, 0].astype(np.float64) / 65536.0
 
 
-def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None:
-    """Write int16 mono samples as a PCM WAV."""
+def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE, mode: int = 0o644) -> None:
+    """Write int16 mono samples as a PCM WAV, created with `mode` whatever the umask."""
     pcm = np.asarray(samples, dtype="<i2").tobytes()
     header = b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE"
     header += b"fmt " + struct.pack("<IHHIIHH", 16, _WAVE_FORMAT_PCM, 1, rate, rate * 2, 2, 16)
-    Path(path).write_bytes(header + b"data" + struct.pack("<I", len(pcm)) + pcm)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(header + b"data" + struct.pack("<I", len(pcm)) + pcm)

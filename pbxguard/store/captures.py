@@ -1,12 +1,14 @@
 """Captured openings: each screened window saved as a WAV, for labelling and retraining.
 
-File names come from the call id (a uuid the daemon made), never from caller-supplied strings.
-Retention by age and by total size; the oldest files go first.
+File names come from the call id (a uuid the daemon made), never from caller-supplied strings. Callers'
+voices: files 0600 and folders 0700, whatever the umask. Retention by age and by total size; the oldest
+files go first.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
@@ -28,8 +30,11 @@ class Captures:
         name = str(uuid.UUID(call_id))  # raises on anything that is not a uuid: no path tricks
         day = time.strftime("%Y-%m-%d", time.gmtime())
         path = self.directory / day / f"{name}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_wav(path, samples)
+        for folder in (self.directory, path.parent):
+            if not folder.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                os.chmod(folder, 0o700)
+        write_wav(path, samples, mode=0o600)
         return path
 
     def prune(self, now: float | None = None) -> int:

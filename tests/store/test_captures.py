@@ -28,3 +28,23 @@ def test_retention_by_age_and_by_size(tmp_path):
         os.utime(path, (now - age_days * 86400, now - age_days * 86400))
     assert captures.prune(now) == 2  # the 3-day-old one for age, then the oldest for size
     assert [p.exists() for p in paths] == [False, False, True, True, True]
+
+
+def test_callers_data_is_private_whatever_the_umask(tmp_path):
+    import os
+    import stat
+
+    from pbxguard.store.calllog import SQLiteCallLog
+    from pbxguard.store.record import CallRecord
+
+    old = os.umask(0)
+    try:
+        saved = Captures(tmp_path / "captures", 30, 100).save("6f1c2a52-0000-4000-8000-000000000001", np.zeros(80, np.int16))
+        log = SQLiteCallLog(tmp_path / "db" / "calls.db")
+        log.record_call(CallRecord("6f1c2a52-0000-4000-8000-000000000001", "screened", caller="+12025550143"))
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")}
+    assert modes == {"captures": 0o700, saved.parent.relative_to(tmp_path).as_posix(): 0o700,
+                     saved.relative_to(tmp_path).as_posix(): 0o600, "db": 0o700, "db/calls.db": 0o600,
+                     "db/calls.db-wal": 0o600, "db/calls.db-shm": 0o600}
