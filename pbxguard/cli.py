@@ -121,7 +121,7 @@ def cmd_eval(args) -> int:
 
 def cmd_serve(args) -> int:
     from pbxguard import config as config_module
-    from pbxguard import server
+    from pbxguard import logs, server
 
     config = str(args.config) if args.config else None
     try:
@@ -133,7 +133,7 @@ def cmd_serve(args) -> int:
         return server.main(["--config", config] if config else [])
     from pbxguard.supervisor import Supervisor
 
-    server.configure_logging(cfg)
+    logs.configure(cfg)
     return Supervisor(config, cfg.watchdog.stall_s).run()
 
 

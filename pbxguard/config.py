@@ -40,6 +40,7 @@ class FastAGI:
     header_timeout_s: float = 5.0
     header_limit_bytes: int = 65536
     command_timeout_s: float = 5.0
+    max_connections: int = 2000
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class AudioSocket:
     port: int = 9092
     advertise: str = "127.0.0.1:9092"
     first_frame_timeout_s: float = 3.0
+    idle_timeout_s: float = 2.0
+    max_call_s: float = 60.0
+    max_connections: int = 2000
 
 
 @dataclass(frozen=True)

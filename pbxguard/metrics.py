@@ -1,8 +1,20 @@
-"""Prometheus metrics, served on 127.0.0.1:9464 by default. Beside the hot path: counters only."""
+"""Prometheus metrics, served on 127.0.0.1:9464 by default. Beside the hot path: counters only.
+
+The endpoint is prometheus_client's WSGI app and threading server, with what its `start_http_server` lacks
+for a listener on a phone system: the `allow` list checked before a request is read, a socket timeout per
+connection (a client that stops sending is dropped), and a cap on requests served at once.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from pbxguard.store.record import CallRecord
 
@@ -31,9 +43,14 @@ class Metrics:
         if self.latency_samples is not None:
             self.latency_samples.append(seconds)
 
-    def serve(self, host: str, port: int):
+    def serve(self, host: str, port: int, allowed: Callable[[str], bool]) -> tuple[MetricsServer, threading.Thread]:
         """Start the HTTP endpoint in a background thread; returns (server, thread)."""
-        return start_http_server(port, addr=host, registry=self.registry)
+        kind = MetricsServer6 if ":" in host else MetricsServer
+        server = make_server(host, port, make_wsgi_app(self.registry), kind, handler_class=_QuietHandler)
+        server.allowed = allowed
+        thread = threading.Thread(target=server.serve_forever, name="pbxguard-metrics", daemon=True)
+        thread.start()
+        return server, thread
 
     def call(self, record: CallRecord) -> None:
         self.calls.labels(record.verdict or "none", record.action or "none", record.status).inc()
@@ -41,3 +58,41 @@ class Metrics:
             self.decided.observe(record.decided_ms / 1000.0)
         if record.error:
             self.errors.labels("agi").inc()
+
+
+log = logging.getLogger("pbxguard.metrics")
+MAX_REQUESTS = 8  # scrapes served at once; a scrape takes about a millisecond
+REQUEST_TIMEOUT_S = 5.0
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT_S
+
+    def log_message(self, format: str, *args: object) -> None:
+        """One line per scrape would drown the call log lines."""
+
+
+class MetricsServer(ThreadingWSGIServer):
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.allowed: Callable[[str], bool] = lambda address: False
+        self.slots = threading.BoundedSemaphore(MAX_REQUESTS)
+
+    def verify_request(self, request, client_address) -> bool:
+        if not self.allowed(str(client_address[0])):
+            log.warning("metrics: refused connection from %s (not in 'allow')", client_address[0])
+            return False
+        if not self.slots.acquire(blocking=False):
+            log.warning("metrics: %d requests in progress; refusing one from %s", MAX_REQUESTS, client_address[0])
+            return False
+        return True
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+class MetricsServer6(MetricsServer):
+    address_family = socket.AF_INET6

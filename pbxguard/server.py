@@ -9,21 +9,22 @@ progress within a bound, SIGHUP reloads configuration and models without droppin
 from __future__ import annotations
 
 import asyncio
-import json
+import errno
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from multiprocessing.process import BaseProcess
 from typing import Any, cast
 
 from pbxguard import config as config_module
-from pbxguard import systemd
+from pbxguard import logs, systemd
 from pbxguard.config import Config
 from pbxguard.metrics import Metrics
-from pbxguard.protocols.audiosocket import AudioSocketConnection
+from pbxguard.protocols.audiosocket import AudioSocketConnection, Timeouts
 from pbxguard.protocols.fastagi import FastAGIApplication
 from pbxguard.relays.contract import socket_paths
 from pbxguard.screener import Screener
@@ -41,6 +42,70 @@ DRAIN_TIMEOUT_S = 10.0  # SIGTERM: how long calls in progress may take to finish
 PRUNE_EVERY_S = 600.0
 # What a reload applies; the other sections (listeners, database, captures, metrics) need a restart.
 RELOADABLE = ("engine", "policy", "callerid", "log", "allow")
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Gate:
+    """A cap on one listener's open connections: past it, a new one is closed at once, with a log line."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name, self.limit, self.open = name, limit, 0
+
+    def enter(self) -> bool:
+        if self.open >= self.limit:
+            log.warning("%s: %d connections open (max_connections); refusing a new one", self.name, self.open)
+            return False
+        self.open += 1
+        return True
+
+    def leave(self) -> None:
+        self.open -= 1
+
+    def streams(self, handle: StreamHandler) -> StreamHandler:
+        async def gated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if not self.enter():
+                writer.close()
+                return
+            try:
+                await handle(reader, writer)
+            finally:
+                self.leave()
+
+        return gated
+
+    def protocols(self, factory: Callable[[], AudioSocketConnection]) -> Callable[[], asyncio.BaseProtocol]:
+        """`factory`'s connections (which call `leave` when lost), or a closed one past the cap."""
+        def gated() -> asyncio.BaseProtocol:
+            if not self.enter():
+                return _Refused()
+            return cast(asyncio.BaseProtocol, factory())  # an asyncio protocol by its methods
+
+        return gated
+
+
+class _Refused(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Open files up to the hard limit: every connection is one, and running out stalls accept() for all."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft != resource.RLIM_INFINITY and wanted + 256 > soft:
+        log.warning("open-files limit %d is below the connections allowed (%d) and a margin: raise LimitNOFILE "
+                    "or lower max_connections", soft, wanted)
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Out of file descriptors, asyncio logs a traceback per failed accept(): one line says it."""
+    exc = context.get("exception")
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+        log.error("out of file descriptors (%s): new connections wait; calls in progress go on", exc.strerror)
+        return
+    loop.default_exception_handler(context)
 
 
 def local_peer(peer: str) -> bool:
@@ -80,26 +145,33 @@ class Server:
         app = FastAGIApplication(cfg.fastagi.header_timeout_s, cfg.fastagi.command_timeout_s)
         for path, route in self.service.routes().items():
             app.add_route(path, route)
+        raise_fd_limit(cfg.fastagi.max_connections + cfg.audiosocket.max_connections)
+        asyncio.get_running_loop().set_exception_handler(_loop_exception)
         if cfg.fastagi.enabled:
+            gate = Gate("fastagi", cfg.fastagi.max_connections)
             self.servers.append(await self._bind("fastagi", cfg.fastagi.host, cfg.fastagi.port, asyncio.start_server,
-                                                 app.handler(self.allowed), limit=cfg.fastagi.header_limit_bytes))
-        timeout = cfg.audiosocket.first_frame_timeout_s
+                                                 gate.streams(app.handler(self.allowed)),
+                                                 limit=cfg.fastagi.header_limit_bytes))
+        a = cfg.audiosocket
+        timeouts = Timeouts(a.first_frame_timeout_s, a.idle_timeout_s, a.max_call_s)
         if cfg.audiosocket.enabled:
+            gate = Gate("audiosocket", a.max_connections)
             audio = await self._bind("audiosocket", cfg.audiosocket.host, cfg.audiosocket.port,
                                      asyncio.get_running_loop().create_server,
-                                     lambda: AudioSocketConnection(self.registry.attach, self.allowed, timeout))
+                                     gate.protocols(lambda: AudioSocketConnection(self.registry.attach, self.allowed,
+                                                                                  timeouts, gate.leave)))
             self.servers.append(audio)
             if cfg.audiosocket.port == 0:  # a port the system chose (tests, benchmarks): advertise that one
                 self.service.audiosocket_address = f"{cfg.audiosocket.host}:{audio.sockets[0].getsockname()[1]}"
         if cfg.eagi.enabled or cfg.freeswitch.enabled:
-            await self._start_relay_sockets(app, cfg.eagi.directory, timeout)
+            await self._start_relay_sockets(app, cfg.eagi.directory, timeouts)
         if cfg.freeswitch.enabled:
             await self._start_freeswitch()
             if cfg.watchdog.enabled:
                 self.tasks.append(asyncio.ensure_future(self._watch_freeswitch()))
         if cfg.metrics.enabled:
             try:
-                self.metrics_server = self.metrics.serve(cfg.metrics.host, cfg.metrics.port)
+                self.metrics_server = self.metrics.serve(cfg.metrics.host, cfg.metrics.port, self.allowed)
             except OSError as exc:
                 raise OSError(exc.errno, f"metrics: cannot listen on {cfg.metrics.host}:{cfg.metrics.port}: "
                                          f"{exc.strerror}") from None
@@ -116,18 +188,20 @@ class Server:
         log.info("%s listening on %s:%d", name, host, server.sockets[0].getsockname()[1])
         return server
 
-    async def _start_relay_sockets(self, app: FastAGIApplication, directory: str, timeout: float) -> None:
+    async def _start_relay_sockets(self, app: FastAGIApplication, directory: str, timeouts: Timeouts) -> None:
         """Unix sockets for the EAGI and FreeSWITCH relays: the same FastAGI and AudioSocket handlers."""
         os.makedirs(directory, exist_ok=True)
         agi_path, audio_path = socket_paths(directory)
         loop = asyncio.get_running_loop()
+        agi_gate = Gate("relay agi", self.config.fastagi.max_connections)
+        audio_gate = Gate("relay audio", self.config.audiosocket.max_connections)
 
-        def audio_connection() -> asyncio.BaseProtocol:
-            connection = AudioSocketConnection(lambda call_id: self.registry.attach(call_id, early=True), local_peer, timeout)
-            return cast(asyncio.BaseProtocol, connection)  # an asyncio protocol by its methods
+        def audio_connection() -> AudioSocketConnection:
+            return AudioSocketConnection(lambda call_id: self.registry.attach(call_id, early=True), local_peer, timeouts,
+                                         audio_gate.leave)
 
-        for path, start in ((agi_path, lambda p: asyncio.start_unix_server(app.handler(local_peer), p)),
-                            (audio_path, lambda p: loop.create_unix_server(audio_connection, p))):
+        for path, start in ((agi_path, lambda p: asyncio.start_unix_server(agi_gate.streams(app.handler(local_peer)), p)),
+                            (audio_path, lambda p: loop.create_unix_server(audio_gate.protocols(audio_connection), p))):
             if os.path.exists(path):
                 os.unlink(path)  # a stale socket from a previous run
             self.servers.append(await start(path))
@@ -274,21 +348,6 @@ async def _beat(fd: int) -> None:
         await asyncio.sleep(HEARTBEAT_S)
 
 
-class JSONFormatter(logging.Formatter):
-    """One JSON object per log line, for journald and log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
-                           "message": record.getMessage()})
-
-
-def configure_logging(cfg: Config) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JSONFormatter() if cfg.log.json else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=cfg.log.level.upper(), handlers=[handler], force=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     """The daemon itself (`python -m pbxguard.server`), as the supervisor runs it; exit 2 for a bad
     configuration, 1 when it cannot start (a port in use, broken models)."""
@@ -304,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     except config_module.ConfigError as exc:
         print(f"pbxguard: {exc}", file=sys.stderr)
         return 2
-    configure_logging(cfg)
+    logs.configure(cfg)
     heartbeat = heartbeat_fd()
     if heartbeat is not None:
         die_with_parent()

@@ -66,11 +66,16 @@ class Caller:
         return number if len(number) < 7 else number[:4] + "*" * (len(number) - 7) + number[-3:]
 
 
+RATE_WINDOW_S = 60.0
+MAX_TRACKED = 100_000  # callers whose last minute is kept: ~100 bytes each
+
+
 class CallerIndex:
     """List lookups and per-caller call rates for the daemon."""
 
-    def __init__(self, region: str = "US") -> None:
+    def __init__(self, region: str = "US", max_tracked: int = MAX_TRACKED) -> None:
         self.region = region
+        self.max_tracked = max_tracked
         self.recent: dict[str, deque] = defaultdict(deque)
 
     def classify(self, raw: str, lists: list[tuple[str, str, str]], now: float | None = None) -> Caller:
@@ -83,8 +88,17 @@ class CallerIndex:
                     listed = kind
                     break
         key = e164 or "anonymous"
+        if key not in self.recent and len(self.recent) >= self.max_tracked:
+            self._forget(now)
         window = self.recent[key]
         window.append(now)
-        while window and now - window[0] > 60.0:
+        while window and now - window[0] > RATE_WINDOW_S:
             window.popleft()
         return Caller(raw, e164, listed, len(window))
+
+    def _forget(self, now: float) -> None:
+        """Spoofed numbers must not grow the table: drop callers quiet for a minute, then the oldest seen."""
+        for key in [k for k, w in self.recent.items() if not w or now - w[-1] > RATE_WINDOW_S]:
+            del self.recent[key]
+        for key in list(self.recent)[: max(0, len(self.recent) - self.max_tracked // 2)]:
+            del self.recent[key]

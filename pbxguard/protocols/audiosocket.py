@@ -10,8 +10,10 @@ kinds are skipped. A caller hangup is just EOF. We close the socket once the ver
 from __future__ import annotations
 
 import logging
+import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -74,17 +76,29 @@ class AudioSink(Protocol):
         """The audio stopped: "eof" (caller hung up), "hangup" or "error" frame, or "closed" by us."""
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a connection may take: to its UUID frame, between frames after it, and in all."""
+
+    first_frame_s: float = 3.0
+    idle_s: float = 2.0  # a call's audio comes every 20 ms: a second of nothing is a peer that has stopped
+    total_s: float = 60.0  # longer than any window and its grace
+
+
 class AudioSocketConnection:
     """One connection from Asterisk (or a relay). `attach(uuid)` returns the call's sink, or None if unknown.
 
     An asyncio protocol by its methods, not by inheritance: importing this module costs no asyncio, since the
-    EAGI relay, which must start fast, uses the framing above."""
+    EAGI relay, which must start fast, uses the framing above. `on_lost` is called once the connection is gone
+    (the server counts connections with it)."""
 
     def __init__(self, attach: Callable[[str], AudioSink | None], allowed: Callable[[str], bool],
-                 first_frame_timeout: float) -> None:
+                 timeouts: Timeouts, on_lost: Callable[[], None] | None = None) -> None:
         self.attach = attach
         self.allowed = allowed
-        self.first_frame_timeout = first_frame_timeout
+        self.timeouts = timeouts
+        self.on_lost = on_lost
+        self.opened = self.last_data = time.monotonic()
         self.parser = FrameParser()
         self.uuid: str | None = None
         self.sink: AudioSink | None = None
@@ -103,16 +117,34 @@ class AudioSocketConnection:
             return
         import asyncio
 
-        self._timer = asyncio.get_running_loop().call_later(self.first_frame_timeout, self._no_uuid)
+        self.loop = asyncio.get_running_loop()
+        self._timer = self.loop.call_later(self.timeouts.first_frame_s, self._no_uuid)
 
     def _no_uuid(self) -> None:
         if self.uuid is None and not self.done:
-            log.warning("audiosocket: %s sent no UUID frame within %.1f s; dropped", self.peer, self.first_frame_timeout)
+            log.warning("audiosocket: %s sent no UUID frame within %.1f s; dropped", self.peer, self.timeouts.first_frame_s)
             self.close()
+
+    def _watch(self) -> None:
+        """After the UUID: drop a peer that stops sending, or goes on past any call's length."""
+        if self.done:
+            return
+        now = time.monotonic()
+        if now - self.last_data > self.timeouts.idle_s:
+            log.warning("audiosocket: call %s from %s sent nothing for %.1f s; dropped", self.uuid, self.peer,
+                        self.timeouts.idle_s)
+            self._end("idle")
+        elif now - self.opened > self.timeouts.total_s:
+            log.warning("audiosocket: call %s from %s still open after %.0f s; dropped", self.uuid, self.peer,
+                        self.timeouts.total_s)
+            self._end("too_long")
+        else:
+            self._timer = self.loop.call_later(self.timeouts.idle_s / 2, self._watch)
 
     def data_received(self, data: bytes) -> None:
         if self.done:
             return
+        self.last_data = time.monotonic()
         for kind, payload in self.parser.feed(data):
             self._frame(kind, payload)
             if self.done:
@@ -144,6 +176,10 @@ class AudioSocketConnection:
         if self.sink is None:
             log.warning("audiosocket: %s sent unknown call UUID %s; dropped", self.peer, self.uuid)
             self.close()
+            return
+        if self._timer:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(self.timeouts.idle_s / 2, self._watch)
 
     def _audio(self, kind: int, payload: bytes) -> None:
         if self.sink is None:
@@ -184,3 +220,5 @@ class AudioSocketConnection:
                 self._timer.cancel()
             if self.sink is not None:
                 self.sink.end("eof")
+        if self.on_lost is not None:
+            self.on_lost()

@@ -32,3 +32,13 @@ def test_lists_and_rates():
     assert caller.calls_last_minute == 10
     assert index.classify("+13125550100", [], now=100.0).calls_last_minute == 1
     assert caller.masked() == "+131*****100" and "5550" not in caller.masked()
+
+
+def test_spoofed_numbers_do_not_grow_the_rate_table():
+    index = CallerIndex("US", max_tracked=1000)
+    index.classify("+12025550100", [], now=0.0)
+    index.classify("+12025550100", [], now=1.0)
+    for k in range(20_000):  # one call each from 20,000 spoofed numbers within a second
+        index.classify(f"+1202{k:07d}", [], now=1.0 + k / 20_000)
+    assert len(index.recent) <= 1000
+    assert index.classify("+12025550143", [], now=2.0).calls_last_minute == 1

@@ -5,7 +5,7 @@ import uuid
 
 import numpy as np
 
-from pbxguard.protocols.audiosocket import AudioSocketConnection, FrameParser, frame, uuid_frame
+from pbxguard.protocols.audiosocket import AudioSocketConnection, FrameParser, Timeouts, frame, uuid_frame
 from pbxguard.testing.replay import AUDIOSOCKET_TRACES, TRACES
 
 
@@ -35,7 +35,7 @@ async def exchange(data: bytes, sink: Sink, call_id: str, split: int = 0, close:
                    allowed=lambda ip: True) -> bytes:
     attach = {call_id: sink}.get
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: AudioSocketConnection(attach, allowed, 2.0), "127.0.0.1", 0)
+    server = await loop.create_server(lambda: AudioSocketConnection(attach, allowed, Timeouts(2.0, 2.0, 60.0)), "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
     for k in range(0, len(data), split or len(data) or 1):
         writer.write(data[k : k + (split or len(data))])
