@@ -176,6 +176,71 @@ def run_channels(screener: Screener, channels: int, seconds: float, pbx: str = "
     }
 
 
+def _hostile_load(agi_port: int, audio_port: int, seconds: float, out) -> None:
+    """Child process: the hostile clients' mix for `seconds`."""
+    import asyncio
+
+    from pbxguard.testing import hostile
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(seconds, stop.set)
+        return await hostile.mix(agi_port, audio_port, stop)
+
+    out.send(asyncio.run(main()))
+
+
+def run_soak(screener: Screener, channels: int, seconds: float, sample_s: float = 10.0) -> dict:
+    """Good calls back to back on `channels` channels for `seconds`, with the hostile mix running all along:
+    wrong and late verdicts, rows lost from the call log, and the daemon's RSS and open files over time."""
+    import multiprocessing
+    import sqlite3
+
+    from pbxguard import config, logs
+
+    with get_context("fork").Pool(1) as pool:
+        audio = pool.apply(load_audio)
+    expected = {k: screener.screen(v).label.upper() for k, v in audio.items()}
+    rundir = tempfile.mkdtemp(prefix="pbxguard-soak-")
+    cfg = config.load(None).with_(fastagi={"port": 0}, audiosocket={"port": 0}, metrics={"port": 0},
+                                  database={"path": f"{rundir}/calls.db"}, log={"level": "warning"})
+    logs.configure(cfg)  # as the daemon logs: escaped, and repeated warnings limited
+    daemon = ThreadedDaemon(cfg, screener)
+    ctx = multiprocessing.get_context("spawn")
+    good_in, good_out = ctx.Pipe(duplex=False)
+    bad_in, bad_out = ctx.Pipe(duplex=False)
+    clips = {k: v.astype("<i2").tobytes() for k, v in audio.items()}
+    good = ctx.Process(target=_generate_load, args=(daemon.server.port(0), clips, channels, seconds, good_out))
+    bad = ctx.Process(target=_hostile_load, args=(daemon.server.port(0), daemon.server.port(1), seconds, bad_out))
+    samples = []
+    start = time.monotonic()
+    good.start()
+    bad.start()
+    while not good_in.poll(sample_s):
+        with open("/proc/self/status") as f:
+            rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+        samples.append({"t_s": round(time.monotonic() - start), "rss_mb": round(rss / 1024, 1),
+                        "open_files": len(os.listdir("/proc/self/fd"))})
+    results, rounds = good_in.recv(), bad_in.recv()
+    good.join()
+    bad.join()
+    daemon.stop()
+    with contextlib.closing(sqlite3.connect(f"{rundir}/calls.db")) as db:
+        logged = {row[0] for row in db.execute("SELECT call_id FROM calls")}
+    answered = [r for r in results if r[1] == "SUCCESS" and r[3]]
+    latencies = np.array([r[2] for r in answered if r[2] is not None])
+    return {
+        "channels": channels, "seconds": seconds, "hostile_rounds": rounds,
+        "calls": len(results), "failed_calls": len(results) - len(answered),
+        "wrong_verdicts": sum(1 for kind, _, _, _, verdict, _ in answered if verdict != expected[kind]),
+        "late_over_100ms": int(np.sum(latencies > 100.0)),
+        "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if len(latencies) else None,
+        "latency_p99_ms": round(float(np.percentile(latencies, 99)), 1) if len(latencies) else None,
+        "rows_lost": sum(1 for r in answered if r[3] not in logged),
+        "samples": samples,
+    }
+
+
 class ThreadedDaemon:
     """A daemon on its own event loop in a thread of the benchmark, keeping every call's row by the number
     it dialled (and every verdict's latency)."""

@@ -65,7 +65,9 @@ def cmd_classify(args) -> int:
 def cmd_bench(args) -> int:
     from pbxguard import bench
 
-    if args.sipp:
+    if args.soak:
+        result = bench.run_soak(_screener(args), args.channels or 10, args.soak)
+    elif args.sipp:
         result = bench.run_sipp(_screener(args), args.sipp, args.seconds)
     elif args.freeswitch:
         result = bench.run_freeswitch(_screener(args), args.freeswitch, args.seconds)
@@ -280,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: N concurrent SIPp calls with RTP through the real Asterisk in ../shared/pbx")
     p.add_argument("--freeswitch", type=int, default=0,
                    help="instead: about N concurrent loopback calls through the real FreeSWITCH in ../shared/pbx")
+    p.add_argument("--soak", type=float, default=0.0,
+                   help="instead: SECONDS of good calls (--channels, default 10) with hostile clients running all along")
     engine_options(p)
     p.set_defaults(func=cmd_bench)
 

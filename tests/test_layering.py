@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
                "screener", "supervisor"},
     "train": {"audio", "features", "screener", "policy"},
     "testing": {"audio", "protocols", "relays.contract"},
-    "bench": {"audio", "screener", "train", "features", "config", "server", "store", "testing"},
+    "bench": {"audio", "screener", "train", "features", "config", "logs", "server", "store", "testing"},
     "cli": {"*"},
 }
 # Training code stays beside the hot path: only these may import it.
