@@ -141,3 +141,38 @@ def test_no_room_for_the_spool_either_holds_rows_until_there_is(tmp_path, small_
     finally:
         daemon.stop()
     assert set(held) <= set(rows(small_disk / "calls.db"))
+
+
+def test_out_of_file_descriptors_is_one_log_line_and_calls_resume(tmp_path):
+    import resource
+    import socket
+
+    def few_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))  # a hard limit the daemon cannot raise
+
+    daemon = RunningDaemon(tmp_path, preexec_fn=few_files, audiosocket={"port": (port := _port()),
+                                                                       "advertise": f"127.0.0.1:{port}",
+                                                                       "first_frame_timeout_s": 2.0})
+    try:
+        flood = []
+        for _ in range(400):  # allowed peers that connect and say nothing: more than the daemon can open
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.0.0.1", port))
+            flood.append(s)
+        time.sleep(3.0)
+        for s in flood:
+            s.close()
+        assert call(daemon).variables["PBXGUARD_ACTION"] == "BRIDGE"
+    finally:
+        daemon.stop()
+    log = (tmp_path / "daemon.log").read_text()
+    assert "open-files limit 200 is below the connections allowed" in log
+    assert "out of file descriptors" in log and "Traceback" not in log
+
+
+def _port() -> int:
+    from tests.ops.conftest import free_port
+
+    return free_port()
