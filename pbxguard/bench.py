@@ -7,6 +7,7 @@ same work. CPU time (`time.process_time`) of a single thread: the figure a core 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import tempfile
@@ -395,6 +396,121 @@ FS_LOAD_ROUTES = """<include>
   </context>
 </include>
 """
+
+
+AVMD_ROUTES = """<include>
+  <extension name="bench-pbxguard-outbound">
+    <condition field="destination_number" expression="^(556\\d{4})$">
+      <action application="set" data="pbxguard_mode=outbound"/>
+      <action application="socket" data="127.0.0.1:ESL_PORT async full"/>
+      <action application="hangup"/>
+    </condition>
+  </extension>
+  <extension name="bench-avmd-voicemail">
+    <condition field="destination_number" expression="^(557\\d{4})$">
+      <action application="answer"/>
+      <action application="playback" data="WORK/${destination_number}.wav"/>
+      <action application="sleep" data="2000"/>
+      <action application="hangup"/>
+    </condition>
+  </extension>
+</include>
+"""
+
+
+def _greetings(clips: int) -> list[tuple[np.ndarray, float | None]]:
+    """Held-out openings from the corpus recipe: `clips` greetings with a beep (and its onset), then half as
+    many greetings without one and a quarter as many fax calls (a CNG tone is a single frequency too)."""
+    from pbxguard.train import corpus
+
+    pools = corpus.load_pools(BENCH_SEED, tts_per_voice=1)
+    wanted = {("machine", "greeting_beep"): clips, ("machine", "greeting"): clips // 2, ("fax", None): clips // 4}
+    found: dict[tuple, list[tuple[np.ndarray, float | None]]] = {key: [] for key in wanted}
+    for cls in ("machine", "fax"):
+        index = 0
+        while any(len(found[key]) < n for key, n in wanted.items() if key[0] == cls):
+            audio, row = corpus.compose(cls, index, BENCH_SEED, pools)
+            index += 1
+            key = (cls, row["subclass"] if cls == "machine" else None)
+            if row["split"] == "test" and key in wanted and len(found[key]) < wanted[key]:
+                found[key].append((audio, json.loads(row["params"]).get("beep_ms")))
+    return [clip for key in wanted for clip in found[key]]
+
+
+def run_avmd(screener: Screener, clips: int = 20) -> dict:
+    """The beep of a voicemail greeting, found by pbxguard (outbound mode, through its ESL server) and by
+    FreeSWITCH's mod_avmd, on the same held-out greetings played into a real FreeSWITCH 1.10.12, one call at
+    a time. Times are from the answer of the screened leg; the true onset is the playback's start on the
+    other leg plus the beep's place in the file."""
+    import shutil
+
+    from pbxguard import config
+    from pbxguard.audio.files import write_wav
+    from pbxguard.testing import pbx
+
+    work = Path(tempfile.mkdtemp(prefix="pbxguard-avmd-"))
+    with get_context("fork").Pool(1) as pool:
+        greetings = pool.apply(_greetings, (clips,))
+    cfg = config.load(None).with_(fastagi={"port": 0}, audiosocket={"port": 0}, metrics={"enabled": False},
+                                  database={"path": str(work / "calls.db")}, eagi={"directory": str(work / "run")},
+                                  freeswitch={"enabled": True, "port": 0, "recordings": str(work / "recordings")})
+    daemon = ThreadedDaemon(cfg, screener)
+    routes = AVMD_ROUTES.replace("ESL_PORT", str(daemon.server.freeswitch_port)).replace("WORK", str(work))
+    fs = pbx.FreeSWITCH(work / "freeswitch", {"public/00_bench.xml": routes})
+    fs.esl.subscribe("CUSTOM avmd::beep")
+    rows = []
+    for k, (audio, onset) in enumerate(greetings):
+        row: dict = {"beep_in_file_ms": onset}
+        for who, prefix in (("pbxguard", "556"), ("avmd", "557")):
+            number = f"{prefix}{k:04d}"
+            write_wav(work / f"{number}.wav", audio)
+            # pbxguard screens the leg the greeting comes in on; mod_avmd only runs on an outbound leg, so it
+            # listens on the originating leg while the other one plays the greeting.
+            app = f"'playback:{work}/{number}.wav,sleep:2000' inline" if who == "pbxguard" else "'avmd_start,sleep:4500' inline"
+            fs.esl.bgapi(f"originate loopback/{number}/public {app}")
+            listener, player = (f"loopback/{number}-b", f"loopback/{number}-a") if who == "pbxguard" else \
+                (f"loopback/{number}-a", f"loopback/{number}-b")
+            done = fs.esl.wait_event(lambda e, name=listener: e.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE"
+                                     and e.get("Channel-Name") == name, 30)
+            played = next(e for e in fs.esl.events if e.get("Event-Name") == "CHANNEL_EXECUTE"
+                          and e.get("Channel-Name") == player and e.get("Application") == "playback")
+            answered = int(done["Caller-Channel-Answered-Time"])
+            row[f"{who}_playback_at_ms"] = round((int(played["Event-Date-Timestamp"]) - answered) / 1000.0, 1)
+            if who == "pbxguard":
+                beep = done.get("variable_pbxguard_beep_ms") or ""
+                row["pbxguard_onset_ms"] = float(beep) if beep else None
+                row["pbxguard_decided_ms"] = float(done.get("variable_pbxguard_decided_ms") or "nan")
+            else:
+                fired = [e for e in fs.esl.events if e.get("Event-Subclass") == "avmd::beep"
+                         and e.get("Unique-ID") == done.get("Unique-ID")]
+                row["avmd_event_ms"] = (int(fired[0]["Event-Date-Timestamp"]) - answered) / 1000.0 if fired else None
+        rows.append(row)
+    fs.stop()
+    daemon.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    return _avmd_summary(rows)
+
+
+def _avmd_summary(rows: list[dict]) -> dict:
+    beeps = [r for r in rows if r["beep_in_file_ms"] is not None]
+    plain = [r for r in rows if r["beep_in_file_ms"] is None]
+
+    def true_onset(r: dict, who: str) -> float:
+        return r["beep_in_file_ms"] + r[f"{who}_playback_at_ms"]
+
+    ours = [r["pbxguard_onset_ms"] - true_onset(r, "pbxguard") for r in beeps if r["pbxguard_onset_ms"] is not None]
+    theirs = [r["avmd_event_ms"] - true_onset(r, "avmd") for r in beeps if r["avmd_event_ms"] is not None]
+    median = lambda xs: round(float(np.median(xs)), 1) if xs else None  # noqa: E731
+    return {
+        "greetings_with_beep": len(beeps), "openings_without_beep": len(plain),
+        "pbxguard_found": len(ours), "avmd_found": len(theirs),
+        "pbxguard_onset_error_median_ms": median(ours),
+        "pbxguard_onset_error_abs_p90_ms": round(float(np.percentile(np.abs(ours), 90)), 1) if ours else None,
+        "pbxguard_decided_median_ms": median([r["pbxguard_decided_ms"] for r in beeps]),
+        "avmd_event_after_onset_median_ms": median(theirs),
+        "pbxguard_false_beeps": sum(r["pbxguard_onset_ms"] is not None for r in plain),
+        "avmd_false_beeps": sum(r["avmd_event_ms"] is not None for r in plain),
+    }
 
 
 FS_NOMINAL_HOLD_S = 2.2  # a screened call's life on the route side: the window and the way in and out

@@ -65,7 +65,9 @@ def cmd_classify(args) -> int:
 def cmd_bench(args) -> int:
     from pbxguard import bench
 
-    if args.soak:
+    if args.avmd:
+        result = bench.run_avmd(_screener(args), args.avmd)
+    elif args.soak:
         result = bench.run_soak(_screener(args), args.channels or 10, args.soak)
     elif args.sipp:
         result = bench.run_sipp(_screener(args), args.sipp, args.seconds)
@@ -179,7 +181,7 @@ def _since(text: str | None) -> float | None:
     if not text:
         return None
     units = {"m": 60, "h": 3600, "d": 86400}
-    if text[-1] in units and text[:-1].isdigit():
+    if text[-1] in units and text[:-1].isdecimal():
         return time.time() - int(text[:-1]) * units[text[-1]]
     raise SystemExit(f"pbxguard: --since takes a number and m, h or d (e.g. 2h), not {text!r}")
 
@@ -282,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: N concurrent SIPp calls with RTP through the real Asterisk in ../shared/pbx")
     p.add_argument("--freeswitch", type=int, default=0,
                    help="instead: about N concurrent loopback calls through the real FreeSWITCH in ../shared/pbx")
+    p.add_argument("--avmd", type=int, default=0,
+                   help="instead: N voicemail beeps found by pbxguard and by mod_avmd in the real FreeSWITCH")
     p.add_argument("--soak", type=float, default=0.0,
                    help="instead: SECONDS of good calls (--channels, default 10) with hostile clients running all along")
     engine_options(p)

@@ -126,4 +126,4 @@ def die_with_parent() -> None:
 
 def heartbeat_fd() -> int | None:
     value = os.environ.pop(HEARTBEAT_FD_ENV, "")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isdecimal() else None

@@ -36,7 +36,7 @@ def list_pattern(entry: str, region: str = "US") -> str:
     entry = entry.strip()
     if entry.endswith("*"):
         digits = entry[:-1]
-        if not (digits.startswith("+") and digits[1:].isdigit() and len(digits) >= 2):
+        if not (digits.startswith("+") and digits[1:].isdecimal() and len(digits) >= 2):
             raise CallerIDError(f"{entry!r}: a prefix is '+' and digits followed by '*', e.g. +1555*")
         return digits + "*"
     e164 = normalise(entry, region)

@@ -85,7 +85,7 @@ class MessageReader:
     def _body(self, length_text: str | None) -> str:
         if length_text is None:
             return ""
-        if not length_text.strip().isdigit():
+        if not length_text.strip().isdecimal():
             raise ESLError(f"Content-Length {length_text[:40]!r} is not a number")
         length = int(length_text)
         if length > self.max_body_bytes:

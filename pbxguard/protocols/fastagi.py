@@ -100,10 +100,14 @@ class FastAGIRequest(Request):
             if line.startswith("511"):
                 self.hung_up = True
                 return {"status_code": 511, "error": "AGIDeadChannel", "msg": line}
-            if not line[:3].isdigit():
+            code = line[:3]
+            if not (code.isascii() and code.isdigit()):  # str.isdigit() is also true for '²' and other digits
                 return {"status_code": 0, "error": "AGIGarbage", "msg": line}
-            result = parse_agi_result(line)
-            result.setdefault("status_code", int(line[:3]))
+            try:
+                result = parse_agi_result(line)
+            except (ValueError, IndexError):  # panoramisk's parser on a line that only starts like a reply
+                return {"status_code": 0, "error": "AGIGarbage", "msg": line}
+            result.setdefault("status_code", int(code))
             return result
 
 

@@ -39,7 +39,7 @@ RECORD_MARGIN_S = 3  # past the window: listening on for a fax burst, and slack
 def record_limit_s(data: dict) -> int:
     """How long FreeSWITCH may record: the call's window and a margin (the daemon stops it sooner)."""
     window = data.get("variable_pbxguard_window_ms") or "2000"
-    return (int(window) if window.isdigit() else 2000) // 1000 + RECORD_MARGIN_S
+    return (int(window) if window.isdecimal() else 2000) // 1000 + RECORD_MARGIN_S
 
 
 def fs_variable(name: str, value: str) -> tuple[str, str]:

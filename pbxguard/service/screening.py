@@ -91,7 +91,7 @@ class ScreeningService:
     async def screen(self, request: FastAGIRequest) -> None:
         args = request.args
         mode = args[0].lower() if args and args[0].lower() in (INBOUND, OUTBOUND) else INBOUND
-        window = int(args[1]) if len(args) > 1 and args[1].isdigit() else None
+        window = int(args[1]) if len(args) > 1 and args[1].isdecimal() else None
         relayed = self._relayed_call_id(request)  # a relay's call: the audio comes from the relay
         call_id = relayed or str(uuid.uuid4())
         details = self._details(request, call_id, mode)

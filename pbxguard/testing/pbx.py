@@ -239,6 +239,10 @@ class ESL:
         """Run in the background: the reply is "+OK Job-UUID: ..." at once, whatever the command's result."""
         return self._command(f"bgapi {command}").strip()
 
+    def subscribe(self, events: str) -> str:
+        """More events (`event plain` adds to what was subscribed), e.g. "CUSTOM avmd::beep"."""
+        return self._command(f"event plain {events}")
+
     def wait_event(self, predicate, timeout: float) -> dict[str, str]:
 
         deadline = time.monotonic() + timeout

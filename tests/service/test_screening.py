@@ -118,3 +118,8 @@ def test_challenge_reports_count_only_for_calls_pbxguard_challenged(daemon, call
     log = daemon.call_log()
     assert (log.call(bridged).challenge, log.call(bridged).label) == (None, None)  # never challenged: no label
     assert (log.call(challenged).challenge, log.call(challenged).pressed) == ("FAIL", "7#")  # the first report holds
+
+
+def test_a_window_argument_that_only_looks_like_digits_is_ignored(daemon, calls_audio):
+    call = run(FakeAsterisk("127.0.0.1", daemon.agi_port).call(calls_audio["live"], args=("inbound", "\u00b2\u00b3")))
+    assert (call.variables["PBXGUARD_VERDICT"], call.variables["PBXGUARD_ACTION"]) == ("HUMAN", "BRIDGE")
