@@ -65,15 +65,19 @@ def test_postgresql_outages_and_kill_9_lose_no_acknowledged_row(tmp_path, postgr
             postgres.start()
         wait_until(lambda: pending(first) == 0)
         acknowledged += verdicts(first.agi_port, 2)
-        postgres.stop()  # a second outage, and the daemon killed in it: the spool is all there is
-        try:
+        postgres.stop()  # a second outage, the daemon killed in it (the spool is all there is), and a new
+        try:             # one started while PostgreSQL is still away
             acknowledged += verdicts(first.agi_port, 4)
             first.process.kill()
             first.process.wait(10)
+            second = RunningDaemon(tmp_path / "second", **settings)
+            acknowledged += verdicts(second.agi_port, 2)
         finally:
             postgres.start()
-        second = RunningDaemon(tmp_path / "second", **settings)
         wait_until(lambda: pending(second) == 0)
+        second.log.flush()
+        started = (tmp_path / "second" / "daemon.log").read_text()
+        assert "call log unreachable" in started and "Traceback" not in started
     finally:
         first.stop()
         if second is not None:
