@@ -59,7 +59,7 @@ def relay(stdin: int = 0, stdout: int = 1, audio_fd: int = AUDIO_FD, rundir: str
         sys.stderr.write(f"pbxguard-eagi: daemon not reachable in {rundir}: {exc.strerror or exc}\n")
         return 1
     environment = agi_wire.parse_environment(header)
-    environment.setdefault(agi_wire.SCRIPT, "screen")
+    environment[agi_wire.SCRIPT] = "screen"  # what this relay is for, whatever the environment says
     environment[CALL_ID_HEADER] = call_id
     agi.sendall(agi_wire.encode_environment(environment))
     audio.sendall(uuid_frame(call_id))
