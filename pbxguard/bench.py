@@ -550,6 +550,8 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
     started = time.monotonic()
     cpu0 = time.process_time()
     fs_cpu0 = _cpu_ticks(fs.process.pid)
+    esl_pid = (server.freeswitch.pid if server.freeswitch is not None else None) or 0
+    esl_cpu0 = _cpu_ticks(esl_pid)
     # Steady arrivals, so that about `channels` calls are in their window at any moment.
     spacing = FS_NOMINAL_HOLD_S / channels
     k = 0
@@ -566,6 +568,8 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
         fs.esl.wait_event(lambda e: False, 6.0)
     wall = time.monotonic() - started
     fs_cpu = (_cpu_ticks(fs.process.pid) - fs_cpu0) / os.sysconf("SC_CLK_TCK")
+    replaced = server.freeswitch is None or server.freeswitch.pid != esl_pid  # the watchdog replaced it
+    esl_cpu = None if replaced else (_cpu_ticks(esl_pid) - esl_cpu0) / os.sysconf("SC_CLK_TCK")
     daemon_cpu = time.process_time() - cpu0
     holds = {}
     for e in fs.esl.events:
@@ -590,7 +594,10 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
         "wrong_verdicts": wrong,
         "hold_p50_ms": round(float(np.percentile(window_holds, 50)), 1) if len(window_holds) else None,
         "hold_p99_ms": round(float(np.percentile(window_holds, 99)), 1) if len(window_holds) else None,
+        "held_past_window_plus_1s": int(np.sum(window_holds > screener.window_ms + 1000.0)),
         "freeswitch_cpu_ms_per_call": round(1000.0 * fs_cpu / max(len(placed), 1), 2),
         "daemon_cpu_ms_per_call": round(1000.0 * daemon_cpu / max(len(placed), 1), 2),
+        "esl_cpu_ms_per_call": None if esl_cpu is None else round(1000.0 * esl_cpu / max(len(placed), 1), 2),
+        "esl_process_replaced": replaced,
         "wall_s": round(wall, 1),
     }

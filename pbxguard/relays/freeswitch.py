@@ -147,11 +147,14 @@ class ScreeningCall:
                 audio.close()  # the daemon gets no audio and answers with fail-open variables
                 return
             time.sleep(POLL_S)
+        # poll(), not select(): past ~150 calls this process holds descriptors above 1024, which select()
+        # refuses ("filedescriptor out of range"), and every call's audio stopped there.
+        daemon = select.poll()
+        daemon.register(audio, select.POLLIN)
         with open(path, "rb") as f:
             pending = b""
             while self.alive():
-                readable, _, _ = select.select([audio], [], [], 0)
-                if readable and not _recv_or_closed(audio):
+                if daemon.poll(0) and not _recv_or_closed(audio):
                     break  # the daemon has its verdict
                 chunk = f.read(READ_BYTES)
                 if not chunk:
