@@ -2,6 +2,7 @@
 server process, which relays to the real daemon."""
 
 import asyncio
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -134,3 +135,35 @@ def test_bind_failure_is_a_clear_startup_error(tmp_path):
         taken.listen()
         with pytest.raises(OSError, match=f"freeswitch: cannot listen on 127.0.0.1:{taken.getsockname()[1]}"):
             Daemon(freeswitch={"enabled": True, "port": taken.getsockname()[1], "recordings": str(tmp_path)})
+
+
+def test_the_audio_pump_works_with_descriptors_above_1024(tmp_path):
+    """Past ~150 calls the ESL process holds more than 1,024 descriptors, which select() refuses."""
+    import resource
+    import socket
+    import threading
+
+    from pbxguard.protocols.audiosocket import FrameParser
+    from pbxguard.relays.freeswitch import ScreeningCall
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard == resource.RLIM_INFINITY or hard > 2100, "the test needs 2,100 open files"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2100), hard))
+    ours, theirs = socket.socketpair()
+    high = socket.socket(fileno=os.dup2(theirs.fileno(), 2050))
+    theirs.detach()
+
+    class Session:
+        connected = _outbound_connected = True
+
+    path = tmp_path / "call.raw"
+    path.write_bytes(b"\x01\x00" * 1600)  # 200 ms of audio already recorded
+    pump = threading.Thread(target=ScreeningCall(Session())._pump, args=(path, high))
+    pump.start()
+    received, parser = b"", FrameParser()
+    ours.settimeout(5)
+    while len(received) < 3200:
+        received += b"".join(payload for _, payload in parser.feed(ours.recv(4096)))
+    ours.close()  # the daemon has its verdict
+    pump.join(5)
+    assert not pump.is_alive() and received == b"\x01\x00" * 1600
