@@ -123,7 +123,8 @@ class CallLogWriter:
                 if not self._refused(exc, op):
                     self._lost(exc)
                     return False
-        os.truncate(self.spool, 0) if self.spool.exists() else None
+        if self.spool.exists():
+            os.truncate(self.spool, 0)
         self.spooled = 0
         self.held.clear()
         if self.down_since is not None:

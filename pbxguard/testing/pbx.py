@@ -155,17 +155,23 @@ verbose = 3
         return out
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, lambda: self.process.send_signal(signal.SIGTERM))
         self.console.close()
 
 
 FREESWITCH_TARBALL = "freeswitch-1.10.12-debian12-amd64.tar.xz"
+
+
+def stop_process(process: subprocess.Popen, ask) -> None:
+    """Ask a PBX to shut down (`ask()`), give it 20 s, then kill it."""
+    if process.poll() is None:
+        with contextlib.suppress(Exception):
+            ask()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 class SocketStream:
@@ -325,13 +331,6 @@ class FreeSWITCH:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(Exception):
-                self.esl.api("fsctl shutdown")
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, lambda: self.esl.api("fsctl shutdown"))
         self.esl.close()
         self.console.close()
