@@ -27,7 +27,8 @@ def _compose(per_class: int) -> list[tuple[str, np.ndarray]]:
     from pbxguard.train import corpus
 
     pools = corpus.load_pools(BENCH_SEED, tts_per_voice=1)
-    return [(cls, corpus.compose(cls, i, BENCH_SEED, pools)[0]) for cls in corpus.CLASSES for i in range(per_class)]
+    drafts = [corpus.draft(cls, i, BENCH_SEED, pools) for cls in corpus.CLASSES for i in range(per_class)]
+    return [(d.cls, audio) for d, audio in zip(drafts, corpus.render(drafts))]
 
 
 def bench_clips(per_class: int) -> list[tuple[str, np.ndarray]]:
@@ -74,7 +75,8 @@ def load_audio() -> dict[str, np.ndarray]:
     cng = next(c for c in CADENCES if c.name == "fax_cng")
     fax, _ = signals.cadence_tone(cng, int(corpus.CLIP_SECONDS * SAMPLE_RATE), rng, -20.0, offset_ms=3400.0)
     pools = corpus.load_pools(BENCH_SEED, tts_per_voice=1)
-    live = next(a for i in range(200) for a, row in [corpus.compose("human", i, BENCH_SEED, pools)] if row["split"] == "test")
+    live = corpus.render([next(d for i in range(200) for d in [corpus.draft("human", i, BENCH_SEED, pools)]
+                               if d.row["split"] == "test" and d.row["subclass"] == "live_answer")])[0]
     dead = corpus.compose("silence", 0, BENCH_SEED, pools)[0]
     return {"live": live, "dead_air": dead, "fax": channel.apply(fax, channel.draw(rng), rng)}
 
@@ -429,11 +431,11 @@ def _greetings(clips: int) -> list[tuple[np.ndarray, float | None]]:
     for cls in ("machine", "fax"):
         index = 0
         while any(len(found[key]) < n for key, n in wanted.items() if key[0] == cls):
-            audio, row = corpus.compose(cls, index, BENCH_SEED, pools)
+            chosen = corpus.draft(cls, index, BENCH_SEED, pools)
             index += 1
-            key = (cls, row["subclass"] if cls == "machine" else None)
-            if row["split"] == "test" and key in wanted and len(found[key]) < wanted[key]:
-                found[key].append((audio, json.loads(row["params"]).get("beep_ms")))
+            key = (cls, chosen.row["subclass"] if cls == "machine" else None)
+            if chosen.row["split"] == "test" and key in wanted and len(found[key]) < wanted[key]:
+                found[key].append((corpus.render([chosen])[0], json.loads(chosen.row["params"]).get("beep_ms")))
     return [clip for key in wanted for clip in found[key]]
 
 

@@ -85,7 +85,8 @@ def cmd_bench(args) -> int:
 def cmd_corpus(args) -> int:
     from pbxguard.train import corpus
 
-    labels = corpus.build(args.out, seed=args.seed, per_class=args.per_class, workers=args.workers, progress=not args.quiet)
+    labels = corpus.build(args.out, seed=args.seed, per_class=args.per_class, workers=args.workers, progress=not args.quiet,
+                          sources_root=args.sources)
     print(f"wrote {labels}")
     return 0
 
@@ -93,7 +94,7 @@ def cmd_corpus(args) -> int:
 def cmd_examples(args) -> int:
     from pbxguard.train import corpus
 
-    for path in corpus.write_examples(args.out):
+    for path in corpus.write_examples(args.out, sources_root=args.sources):
         print(f"wrote {path}")
     return 0
 
@@ -302,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_corpus)
     e = corpus_sub.add_parser("examples", help="write one held-out example opening per kind of call")
     e.add_argument("--out", type=Path, required=True)
+    for corpus_parser in (b, e):
+        corpus_parser.add_argument("--sources", type=Path, default=None,
+                            help="the real recordings' repositories (tarballs or clones); default $PBXGUARD_CORPUS_SOURCES "
+                                 "or ../shared/corpus-sources")
     e.set_defaults(func=cmd_examples)
 
     p = sub.add_parser("train", help="train the learned stages and write models/ with its manifest")

@@ -9,9 +9,10 @@ from pbxguard.train import channel
 
 
 def through_line(x: np.ndarray, rng: np.random.Generator, law: str = "ulaw", noise_dbfs: float = -65.0) -> np.ndarray:
-    """A clean test signal through the telephone channel: band limit, line noise, G.711."""
+    """A clean test signal through the telephone channel: band limit, line noise, G.711, no other codec."""
     line = channel.ChannelDraw(law=law, low_hz=300, high_hz=3400, noise_dbfs=noise_dbfs, noise_colour="white",
-                               hum_dbfs=-200.0, mains_hz=50.0, agc_db=0.0, dc=0.0, loss_rate=0.0)
+                               hum_dbfs=-200.0, mains_hz=50.0, comfort_dbfs=-200.0, clicks=0, click_peak_dbfs=-200.0,
+                               agc_db=0.0, dc=0.0, loss_rate=0.0, hops=(), recorder="")
     return channel.apply(x, line, rng)
 
 

@@ -53,6 +53,12 @@ def read_audio(path: str | Path, min_seconds: float = 0.0) -> np.ndarray:
         data = path.read_bytes()
     except OSError as exc:
         raise AudioError(path, f"cannot read file ({exc.strerror or exc})") from None
+    return decode_audio(path, data, min_seconds)
+
+
+def decode_audio(path: str | Path, data: bytes, min_seconds: float = 0.0) -> np.ndarray:
+    """`read_audio` for bytes already read (from an archive, say); `path` names them and gives the format."""
+    path = Path(path)
     if not data:
         raise AudioError(path, "empty file")
     suffix = path.suffix.lower()

@@ -122,6 +122,7 @@ def analyse(samples: np.ndarray, tone_frames: tuple[np.ndarray, np.ndarray, np.n
         **dict(zip(spectral.MODULATION_FEATURES, spectral.modulation_statistics(10.0 ** (level_db / 10.0), FRAME_MS))),
         **dict(zip(spectral.SHARE_FEATURES, singular[:3])),
         **dict(zip(speech.VOICE_FEATURES, speech.voice_features(pitch))),
+        **dict(zip(speech.SPREAD_VOICE_FEATURES, speech.spread_voice_features(speech.spread_track(x, talk)))),
         **dict(zip(ACTIVITY_FEATURES, _activity(talk, WINDOW_MS, ACTIVITY_BLOCK_MS))),
         **dict(zip(ENVELOPE_FEATURES, _envelope(level_db, p90, WINDOW_MS, ENVELOPE_BLOCK_MS))),
     }

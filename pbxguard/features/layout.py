@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 
 from pbxguard.features.spectral import BASIS_FEATURES, MODULATION_FEATURES, SHARE_FEATURES, SPECTRUM_FEATURES
-from pbxguard.features.speech import VOICE_FEATURES
+from pbxguard.features.speech import SPREAD_VOICE_FEATURES, VOICE_FEATURES
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 WINDOW_MS = 2000  # the opening the models are trained on
 # The temporal shape of the window (where the speech is, how loud when), which the spectral bases lack.
 ACTIVITY_BLOCK_MS = 400
@@ -29,7 +29,7 @@ OPENING_FEATURES: tuple[str, ...] = (
     "trailing_silence_ms", "longest_pause_ms", "speech_snr_db",
     "tonal_fraction", "longest_tonal_ms", "fax_tonal_fraction", "progress_tonal_fraction", "sit_tonal_fraction",
     "beep", "beep_onset_ms",
-    *SPECTRUM_FEATURES, *MODULATION_FEATURES, *SHARE_FEATURES, *VOICE_FEATURES,
+    *SPECTRUM_FEATURES, *MODULATION_FEATURES, *SHARE_FEATURES, *VOICE_FEATURES, *SPREAD_VOICE_FEATURES,
     *ACTIVITY_FEATURES, *ENVELOPE_FEATURES,
 )
 # The Marchex dead-air block: the top spectral bases, their energy shares, and the level they lack.

@@ -105,7 +105,21 @@ def pitch_track(samples: np.ndarray, pattern: TalkPattern, max_frames: int = 40)
     if len(starts) == 0:
         return _EMPTY_TRACK
     middle = max((len(starts) - max_frames) // 2, 0)
-    starts = starts[middle : middle + max_frames]
+    return _track(samples, starts[middle : middle + max_frames])
+
+
+def spread_track(samples: np.ndarray, pattern: TalkPattern, max_frames: int = 24) -> PitchTrack:
+    """40 ms frames spread evenly over every utterance of the window: how voiced the whole of what was
+    heard is (a voice is voiced in most of its active frames; a crowd, rain or an engine is not)."""
+    starts = np.concatenate([np.arange(samples_for(s), min(samples_for(e), len(samples)) - PITCH_FRAME + 1, PITCH_FRAME // 2)
+                             for s, e in pattern.utterances] or [np.zeros(0, dtype=int)]).astype(int)
+    if len(starts) == 0:
+        return _EMPTY_TRACK
+    picked = starts[np.linspace(0, len(starts) - 1, min(max_frames, len(starts))).astype(int)]
+    return _track(samples, picked)
+
+
+def _track(samples: np.ndarray, starts: np.ndarray) -> PitchTrack:
     frames = samples[starts[:, None] + np.arange(PITCH_FRAME)].astype(np.float64)
     frames -= frames.mean(axis=1, keepdims=True)
     spec = np.fft.rfft(frames, PITCH_NFFT, axis=1)
@@ -131,6 +145,16 @@ def pitch_track(samples: np.ndarray, pattern: TalkPattern, max_frames: int = 40)
 
 VOICE_FEATURES = ("voiced_fraction", "pitch_median_st", "pitch_std_st", "pitch_step_st", "pitch_breaks",
                   "voicing_strength", "cpp_mean", "cpp_std", "level_step_db")
+SPREAD_VOICE_FEATURES = ("spread_voiced_fraction", "spread_voicing_strength", "spread_cpp_mean", "spread_pitch_std_st")
+
+
+def spread_voice_features(track: PitchTrack) -> list[float]:
+    """Voicing over the whole window's speech-like frames (`spread_track`)."""
+    if track.corr.size == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    voiced = track.corr >= VOICED_MIN_CORR
+    semitones = 12.0 * np.log2(track.f0[voiced] / 100.0) if voiced.sum() >= 3 else np.zeros(1)
+    return [float(voiced.mean()), float(track.corr.mean()), float(track.cpp.mean()), float(np.std(semitones))]
 
 
 def voice_features(track: PitchTrack) -> list[float]:

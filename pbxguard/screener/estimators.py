@@ -6,11 +6,11 @@ that holds both and is trained, saved and hash-pinned as one object.
   opening columns gives P(class | not dead air) for the other classes; scores combine as
   P(dead air) = p_d and P(c) = (1 - p_d) * P(c | not dead air).
 - `DecisionRule`: blocking a live caller costs more than letting a machine through, so a class other than
-  human is named only when it is `human_cost` times likelier than human (a Bayes decision with that
-  cost), and a hang-up-capable class only above its precision threshold; below it the rule abstains
+  human is named only when it is its own `human_costs[class]` times likelier than human (a Bayes decision
+  with that cost), and a hang-up-capable class only above its precision threshold; below it the rule abstains
   ("unknown"). It is chosen from validation scores by `DecisionRule.tune`, never from the training split.
-- `ScreenerModel`: the classifier, the synthetic-voice forest (among machines, P(robocall or TTS)), the
-  rule and the feature layout they were trained on.
+- `ScreenerModel`: the classifier, the synthetic-voice forest (among speech openings, P(robocall or TTS))
+  with the score from which it names a machine, the rule and the feature layout they were trained on.
 """
 
 from __future__ import annotations
@@ -106,12 +106,13 @@ class DecisionRule:
     """From class scores to a label: cost-weighted for live callers, thresholded, else `ABSTAIN`."""
 
     order: tuple[str, ...] = TIE_ORDER  # ties go to the earlier class
-    human_cost: float = 1.0
+    human_costs: Mapping[str, float] = field(default_factory=dict)  # per class; 1.0 where absent
     thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def best(self, scores: Mapping[str, float]) -> str:
-        """The class with the highest cost-weighted score."""
-        weighted = {c: scores[c] * (self.human_cost if c == HUMAN_CLASS else 1.0) for c in self.order if c in scores}
+        """The class with the highest cost-weighted score: class c beats human only when it is
+        `human_costs[c]` times likelier."""
+        weighted = {c: scores[c] / (1.0 if c == HUMAN_CLASS else self.human_costs.get(c, 1.0)) for c in self.order if c in scores}
         return max(weighted, key=lambda c: weighted[c])  # max keeps the first of equal keys
 
     def decide(self, scores: Mapping[str, float]) -> str:
@@ -123,17 +124,31 @@ class DecisionRule:
              max_false_block: float, order: tuple[str, ...] = TIE_ORDER) -> DecisionRule:
         """Chosen on held-out validation scores (never the test split).
 
-        First the smallest human cost whose live-caller false-block rate is at most `max_false_block`;
-        then, per class, the lowest score threshold whose precision reaches the minimum. A class whose
-        precision cannot be reached gets threshold 1.0 (never decided alone).
+        First the costs: while more than `max_false_block` of the live callers would get another class,
+        the class that takes the most of them gets the next cost in HUMAN_COSTS (so a class that never
+        takes a caller, dead air say, is not made harder to name because machines are). Then, per class,
+        the lowest score threshold whose precision reaches the minimum; a class whose precision cannot be
+        reached gets threshold 1.0 (never decided alone).
         """
         y = np.asarray(y)
         humans = [s for s, label in zip(scores, y) if label == HUMAN_CLASS]
-        rule = cls(order)
-        for cost in HUMAN_COSTS:
-            rule = cls(order, cost)
-            if not humans or np.mean([rule.decide(s) != HUMAN_CLASS for s in humans]) <= max_false_block:
+        costs: dict[str, float] = {}
+        capped: set[str] = set()
+        while humans:
+            rule = cls(order, dict(costs))
+            taken = [rule.best(s) for s in humans]
+            if np.mean([t != HUMAN_CLASS for t in taken]) <= max_false_block:
                 break
+            counts = {c: taken.count(c) for c in order if c != HUMAN_CLASS and c not in capped and taken.count(c)}
+            if not counts:
+                break
+            worst = max(counts, key=lambda c: (counts[c], -order.index(c)))
+            higher = [k for k in HUMAN_COSTS if k > costs.get(worst, 1.0)]
+            if higher:
+                costs[worst] = higher[0]
+            else:
+                capped.add(worst)
+        rule = cls(order, dict(costs))
         labels = np.array([rule.best(s) for s in scores])
         thresholds = {}
         for c, floor in min_precision.items():
@@ -145,7 +160,7 @@ class DecisionRule:
                 if np.mean(y[chosen] == c) >= floor:
                     thresholds[c] = float(t)
                     break
-        return cls(order, rule.human_cost, thresholds)
+        return cls(order, dict(costs), thresholds)
 
 
 @dataclass(frozen=True)
@@ -156,6 +171,7 @@ class ScreenerModel:
     synthetic: RandomForestClassifier | None  # None when the training data had no synthetic voices
     rule: DecisionRule
     layout: Mapping = field(default_factory=dict)  # features.layout.layout() at training time
+    synthetic_threshold: float = 1.0  # P(synthetic voice) from which a speech opening is a robocall's
 
     def scores(self, X) -> list[dict[str, float]]:
         classes = [str(c) for c in self.classifier.classes_]

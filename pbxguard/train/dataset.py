@@ -29,6 +29,7 @@ class Clip:
     label: str
     subclass: str = ""
     split: str = ""
+    source: str = ""  # the corpus's source ids, "|"-joined
 
 
 def read_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> list[Clip]:
@@ -39,7 +40,7 @@ def read_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> l
             rows = list(csv.DictReader(f))
         if rows and not {"file", "class"} <= set(rows[0]):
             raise ValueError(f"{csv_path}: needs columns 'file' and 'class'")
-        clips = [Clip(folder / r["file"], r["class"], r.get("subclass", ""), r.get("split", "")) for r in rows]
+        clips = [Clip(folder / r["file"], r["class"], r.get("subclass", ""), r.get("split", ""), r.get("source", "")) for r in rows]
     else:
         clips = [Clip(p, p.parent.name) for p in sorted(folder.glob("*/*")) if p.suffix.lower() in AUDIO_SUFFIXES]
     bad = sorted({c.label for c in clips} - set(CLASSES))

@@ -3,6 +3,10 @@
 Reports per-class precision, recall, F1 and support, the confusion matrix, macro-F1, one-vs-rest ROC-AUC,
 the live-caller false-block rate, and the project's own targets. `--report` also writes JSON, Markdown
 and (with matplotlib installed) PNG plots.
+
+On a corpus split the same report is also given for two parts of it (`parts`): the clips made from real
+recordings (a real speaker, room, noise or music track: `recordings.RECORDED_GROUPS`) and the clips made
+from Debian's voices and pbxguard's own signals only.
 """
 
 from __future__ import annotations
@@ -18,12 +22,21 @@ from pbxguard.policy.rules import Policy
 from pbxguard.screener import Screener
 from pbxguard.screener.verdict import CLASSES
 from pbxguard.train.dataset import read_labelled
+from pbxguard.train.recordings import RECORDED_GROUPS
+
+PARTS = ("recorded", "generated")
+T30_TONES = ("fax_cng", "fax_ced", "fax_v21", "cng_ringback")  # the fax openings a detector can prove; modems it cannot
+
+
+def recorded(source: str) -> bool:
+    """A clip made from at least one real recording (its source ids are "group:path@...", "|"-joined)."""
+    return any(s.split(":", 1)[0] in RECORDED_GROUPS for s in source.split("|"))
 
 
 def run(folder: str | Path, screener: Screener, labels_csv: str | Path | None = None, policy: Policy | None = None) -> dict:
     policy = policy or Policy()
     clips = read_labelled(folder, labels_csv)
-    truth, predicted, actions, scores, synthetic, subclasses, errors, proven = [], [], [], [], [], [], [], []
+    truth, predicted, actions, scores, synthetic, subclasses, errors, proven, real = [], [], [], [], [], [], [], [], []
     for clip in clips:
         try:
             samples = read_audio(clip.path, min_seconds=screener.window_ms / 1000)
@@ -33,13 +46,20 @@ def run(folder: str | Path, screener: Screener, labels_csv: str | Path | None = 
         verdict = screener.screen(samples)
         truth.append(clip.label)
         subclasses.append(clip.subclass)
+        real.append(recorded(clip.source))
         predicted.append(verdict.label)
         proven.append(verdict.proven)
         actions.append(policy.decide(verdict).action)
         scores.append([verdict.scores[c] for c in CLASSES])
         synthetic.append(verdict.label == "machine" and verdict.evidence.get("synthetic_voice", 0.0) >= 0.5)
-    return metrics(np.array(truth), np.array(predicted), np.array(actions), np.array(scores), np.array(synthetic),
-                   np.array(subclasses), errors, np.array(proven, dtype=bool))
+    columns = (np.array(truth), np.array(predicted), np.array(actions), np.array(scores), np.array(synthetic),
+               np.array(subclasses))
+    report = metrics(*columns, errors, np.array(proven, dtype=bool))
+    if any(c.source for c in clips):
+        mask = np.array(real, dtype=bool)
+        report["parts"] = {part: metrics(*[c[m] for c in columns], [], np.array(proven, dtype=bool)[m])  # type: ignore[call-arg]
+                           for part, m in zip(PARTS, (mask, ~mask)) if m.any()}
+    return report
 
 
 def _rate(numerator: np.ndarray, denominator: np.ndarray) -> float | None:
@@ -68,11 +88,17 @@ def metrics(truth, predicted, actions, scores, synthetic, subclasses, errors, pr
         "digital_silence_recall": _rate(predicted == "digital_silence", truth == "digital_silence"),
         "deadair_taken_for_digital_silence": _rate(predicted == "digital_silence", silence),
         "tone_recall_on_spec_proven": _rate((predicted == "tone") & proven, (truth == "tone") & on_spec),
-        "fax_recall_proven": _rate((predicted == "fax") & proven, truth == "fax"),
+        "fax_recall_proven": _rate((predicted == "fax") & proven, (truth == "fax") & np.isin(subclasses, T30_TONES)),
         "speech_taken_for_tone_or_fax": _rate(np.isin(predicted, ["tone", "fax"]), speech),
         "live_vs_machine_accuracy": _rate(predicted == truth, speech),
         "synthetic_voice_f1": round(float(f1_score(robocall[speech], synthetic[speech], zero_division=0)), 4) if speech.any() else None,
         "live_false_block_rate": _rate(actions != "BRIDGE", human),
+        "live_hung_up": _rate(actions == "HANGUP", human),
+        "fax_modem_recall": _rate(predicted == "fax", truth == "fax"),
+        "noise_recall": _rate(predicted == "noise", truth == "noise"),
+        "music_precision": _rate(truth == "music", predicted == "music"),
+        "non_human_bridged_as_human": _rate((predicted == "human") & (actions == "BRIDGE"),
+                                            ~np.isin(truth, ["human", "digital_silence"])),
     }
     true_present = [c for c in present if c in set(truth)]
     return {
@@ -105,6 +131,11 @@ def format_report(report: dict) -> str:
     for k, v in report["targets"].items():
         lines.append(f"  {k:<36}{'n/a' if v is None else f'{v:.4f}'}")
     lines.append("actions  " + "  ".join(f"{a} {n}" for a, n in report["actions"].items()))
+    for part, sub in report.get("parts", {}).items():
+        lines.append("")
+        lines.append(f"== {part} part: " + ("clips made from real recordings" if part == "recorded"
+                                             else "clips made from Debian voices and generated signals only"))
+        lines.append(format_report(sub))
     return "\n".join(lines)
 
 

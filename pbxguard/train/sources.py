@@ -29,6 +29,7 @@ CODEC2_SPEECH = [Path("/usr/share/codec2/raw") / f"{name}.raw" for name in (
 ESPEAK_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 ESPEAK_VARIANTS = ("", "m1", "m2", "m3", "m4", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt2")
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")  # festvox-kallpc8k, -kdlpc8k, -us-slt-hts
 
 SCRIPTS = (
     "Hello, this is an important message about your account. Please stay on the line.",
@@ -53,8 +54,15 @@ SCRIPTS = (
 @dataclass(frozen=True)
 class Source:
     id: str  # stable across machines: package-relative path or engine:voice
-    group: str  # asterisk, pocketsphinx, codec2, moh, espeak, flite
+    group: str  # asterisk, pocketsphinx, codec2, moh; digits, precise, readers, room, ambient, music, game
     samples: np.ndarray  # int16 at 8 kHz
+    unit: str = ""  # what a split holds out whole (a speaker, a file); the id when empty
+    origin: str = ""  # package=version or repository@commit, and the path
+    licence: str = ""
+
+    @property
+    def split_unit(self) -> str:
+        return self.unit or self.id
 
 
 def stable_hash(text: str) -> int:
@@ -75,7 +83,18 @@ def _read_16k_raw(path: Path) -> np.ndarray:
     return np.clip(np.rint(resample_poly(wide, 1, 2)), -32768, 32767).astype(np.int16)
 
 
+PACKAGE_LICENCES = {"asterisk": ("asterisk-core-sounds-en-wav", "CC-BY-SA-3.0"), "pocketsphinx": ("pocketsphinx-testdata", "BSD-2"),
+                    "codec2": ("codec2-examples", "LGPL-2.1"), "moh": ("asterisk-moh-opsound-wav", "CC-BY-SA-3.0")}
+
+
+def debian_version(package: str) -> str:
+    done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
 def _load(paths: list[Path], group: str, root: Path, trim_silence: bool = True) -> list[Source]:
+    package, licence = PACKAGE_LICENCES[group]
+    origin = f"debian:{package}={debian_version(package)}"
     sources = []
     for path in sorted(paths):
         try:
@@ -84,7 +103,7 @@ def _load(paths: list[Path], group: str, root: Path, trim_silence: bool = True) 
             continue
         x = trim(x) if trim_silence else x
         if len(x) >= 2400:  # 0.3 s: enough for one short utterance
-            sources.append(Source(f"{group}:{path.relative_to(root)}", group, x))
+            sources.append(Source(f"{group}:{path.relative_to(root)}", group, x, origin=f"{origin}:{path}", licence=licence))
     return sources
 
 
@@ -120,24 +139,34 @@ def synthetic_voices() -> list[str]:
         voices += [f"espeak:{v}{'+' + var if var else ''}" for v in ESPEAK_VOICES for var in ESPEAK_VARIANTS]
     if shutil.which("flite"):
         voices += [f"flite:{v}" for v in FLITE_VOICES]
-    if not voices:
-        raise FileNotFoundError("no synthetic voices: install espeak-ng and flite (bash .ci/setup)")
+    if shutil.which("text2wave"):
+        voices += [f"festival:{v}" for v in FESTIVAL_VOICES if list(Path("/usr/share/festival/voices").glob(f"*/{v}"))]
+    missing = [engine for engine in ("espeak", "flite", "festival") if not any(v.startswith(engine + ":") for v in voices)]
+    if missing:  # a corpus without one of its engines is a different corpus
+        raise FileNotFoundError(f"no synthetic voices of {', '.join(missing)}: install espeak-ng, flite, festival and "
+                                f"festvox-kallpc8k, festvox-kdlpc8k, festvox-us-slt-hts (bash .ci/setup)")
     return voices
 
 
 def synthesize(voice: str, text: str, speed: float, pitch: int) -> np.ndarray:
-    """Run a TTS engine for one voice id ('espeak:en-us+f2' or 'flite:slt') and read its 8 kHz audio.
+    """Run a TTS engine for one voice id ('espeak:en-us+f2', 'flite:slt', 'festival:kal_diphone') and read its
+    8 kHz audio.
 
-    `pitch` is 0-99: espeak's own pitch setting; for flite it sets the target f0 (70-250 Hz) and its spread.
+    `pitch` is 0-99: espeak's own pitch setting; for flite it sets the target f0 (70-250 Hz) and its spread;
+    festival's voices keep their own.
     """
     engine, name = voice.split(":", 1)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "tts.wav"
         if engine == "espeak":
             cmd = ["espeak-ng", "-v", name, "-s", str(int(175 * speed)), "-p", str(pitch), "-w", str(out), text]
-        else:
+        elif engine == "flite":
             cmd = ["flite", "-voice", name, "--setf", f"duration_stretch={1 / speed:.3f}",
                    "--setf", f"int_f0_target_mean={70 + pitch * 1.8:.0f}", "--setf", f"int_f0_target_stddev={5 + pitch % 30}",
                    "-t", text, "-o", str(out)]
+        else:
+            (Path(tmp) / "text.txt").write_text(text + "\n")
+            cmd = ["text2wave", "-eval", f"(voice_{name})", "-eval", f"(Parameter.set 'Duration_Stretch {1 / speed:.3f})",
+                   "-o", str(out), str(Path(tmp) / "text.txt")]
         subprocess.run(cmd, check=True, capture_output=True, timeout=60)
         return trim(read_audio(out))

