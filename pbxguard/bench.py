@@ -19,6 +19,7 @@ import numpy as np
 
 from pbxguard.audio.format import SAMPLE_RATE
 from pbxguard.screener import Screener
+from pbxguard.shipped import DIALPLAN
 
 BENCH_SEED = 20261121
 
@@ -277,7 +278,7 @@ class ThreadedDaemon:
         self.thread.join(10)
 
 
-SIPP_SCENARIO = Path(__file__).resolve().parents[1] / "dialplan" / "sipp" / "uac_rtp.xml"
+SIPP_SCENARIO = DIALPLAN / "sipp" / "uac_rtp.xml"
 SIPP_CALLERS = {"live": "+12025550101", "dead_air": "+12025550102", "fax": "+12025550103"}
 SIPP_PREFIX = {"live": "71", "dead_air": "72", "fax": "73"}
 SIPP_MODULES = ("chan_pjsip", "res_pjsip", "res_pjsip_session", "res_pjsip_sdp_rtp", "res_pjproject",
@@ -327,7 +328,7 @@ def run_sipp(screener: Screener, channels: int, seconds: float) -> dict:
         s.bind(("127.0.0.1", 0))
         sip_port = s.getsockname()[1]
     extensions = (f"[globals]\nPBXGUARD_SERVER=127.0.0.1:{server.port(0)}\n\n"
-                  f"#include {Path(__file__).resolve().parents[1] / 'dialplan' / 'asterisk' / 'extensions_pbxguard.conf'}\n"
+                  f"#include {DIALPLAN / 'asterisk' / 'extensions_pbxguard.conf'}\n"
                   "[sipp-load]\nexten => _X.,1,Answer()\n same => n,Gosub(pbxguard-amd,s,1(2000,${EXTEN}))\n"
                   " same => n,Hangup()\n")
     configs = {
@@ -542,7 +543,7 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
                                   freeswitch={"enabled": True, "port": 0, "recordings": str(work / "recordings")})
     daemon = ThreadedDaemon(cfg, screener)
     server, records = daemon.server, daemon.records
-    shipped = Path(__file__).resolve().parents[1] / "dialplan" / "freeswitch" / "public" / "00_pbxguard.xml"
+    shipped = DIALPLAN / "freeswitch" / "public" / "00_pbxguard.xml"
     entry = shipped.read_text().replace("127.0.0.1:8084", f"127.0.0.1:{server.freeswitch_port}")
     entry = entry.replace('expression="^(5551000)$"', 'expression="^(5\\d{6})$"')
     fs = pbx.FreeSWITCH(work / "freeswitch", {"public/00_pbxguard.xml": entry, "pbxguard.xml": FS_LOAD_ROUTES})

@@ -12,7 +12,15 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from pbxguard.screener.persist import DEFAULT_MODELS_DIR  # noqa: E402  (after the thread limits)
+from pbxguard import __version__  # noqa: E402  (after the thread limits)
+from pbxguard.screener.persist import DEFAULT_MODELS_DIR, MANIFEST  # noqa: E402
+
+
+def _shipped_model() -> str:
+    try:
+        return str(json.loads((DEFAULT_MODELS_DIR / MANIFEST).read_text())["model_version"])
+    except (OSError, ValueError, KeyError):
+        return "missing"
 
 
 def _screener(args):
@@ -128,7 +136,8 @@ def cmd_serve(args) -> int:
     from pbxguard import config as config_module
     from pbxguard import logs, server
 
-    config = str(args.config) if args.config else None
+    path = _config_path(args)
+    config = str(path) if path else None
     try:
         cfg = config_module.load(config)
     except config_module.ConfigError as exc:
@@ -145,11 +154,15 @@ def cmd_serve(args) -> int:
 DEFAULT_CONFIG = Path("/etc/pbxguard/pbxguard.yaml")
 
 
+def _config_path(args) -> Path | None:
+    """--config, else /etc/pbxguard/pbxguard.yaml when it exists, else None (the built-in defaults)."""
+    return getattr(args, "config", None) or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+
+
 def _config(args):
     from pbxguard import config as config_module
 
-    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    return config_module.load(path)
+    return config_module.load(_config_path(args))
 
 
 def _call_log(args, create: bool = True):
@@ -168,12 +181,35 @@ def cmd_check_config(args) -> int:
     from pbxguard import config as config_module
 
     try:
-        cfg = config_module.load(args.file or args.config)
+        cfg = config_module.load(args.file or _config_path(args))
     except config_module.ConfigError as exc:
         print(f"pbxguard: {exc}", file=sys.stderr)
         return 2
+    problems = _install_problems(cfg)
+    for problem in problems:
+        print(f"pbxguard: {cfg.path or 'built-in defaults'}: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     print(f"{cfg.path or 'built-in defaults'}: ok")
     return 0
+
+
+def _install_problems(cfg) -> list[str]:
+    """What would stop `serve` with this configuration: models that do not load, a missing extra."""
+    import importlib.util
+
+    from pbxguard.screener import Screener
+
+    problems = []
+    try:
+        Screener(**cfg.engine.screener_args())
+    except Exception as exc:  # whatever the loader refuses, said in one line
+        problems.append(f"engine.models: {exc}")
+    if cfg.freeswitch.enabled and importlib.util.find_spec("greenswitch") is None:
+        problems.append("freeswitch.enabled needs greenswitch: pip install 'pbxguard[freeswitch]'")
+    if cfg.database.url.startswith("postgres") and importlib.util.find_spec("psycopg") is None:
+        problems.append("a PostgreSQL database.url needs psycopg: pip install 'pbxguard[postgres]'")
+    return problems
 
 
 def _since(text: str | None) -> float | None:
@@ -261,6 +297,7 @@ def cmd_lists(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pbxguard", description="Screen the first two seconds of phone calls.")
+    parser.add_argument("--version", action="version", version=f"pbxguard {__version__} (model {_shipped_model()})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def engine_options(p):
@@ -319,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("serve", help="run the daemon: FastAGI and AudioSocket for Asterisk")
-    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--config", type=Path, help=f"YAML configuration (default: {DEFAULT_CONFIG} if it exists)")
     p.set_defaults(func=cmd_serve)
 
     def config_option(p, nested: bool = False):
@@ -374,7 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `pbxguard classify ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

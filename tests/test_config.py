@@ -1,6 +1,7 @@
 import pytest
 
 from pbxguard import config
+from pbxguard.shipped import CONFIG_FILE
 
 
 def write(tmp_path, text):
@@ -38,19 +39,17 @@ def test_allow_list():
 
 
 def test_shipped_configuration_is_valid_and_equals_the_defaults():
-    from pathlib import Path
 
-    shipped = config.load(Path(__file__).resolve().parents[1] / "conf" / "pbxguard.yaml")
+    shipped = config.load(CONFIG_FILE)
     assert shipped == config.load(None)
 
 
 def test_the_shipped_file_shows_every_setting():
     import dataclasses
-    from pathlib import Path
 
     import yaml
 
-    shown = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "pbxguard.yaml").read_text())
+    shown = yaml.safe_load((CONFIG_FILE).read_text())
     for name in config.SECTIONS:
         default = getattr(config.Config(), name)
         assert name in shown, name

@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"store.record", "audio.files"},
     "metrics": {"store.record"},
     "systemd": set(),
+    "shipped": set(),
     "supervisor": {"systemd"},
     "config": {"policy.rules", "screener.persist"},
     "service": {"screener", "policy", "protocols", "relays.contract", "store", "metrics", "config", "audio"},
@@ -28,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
                "screener", "supervisor"},
     "train": {"audio", "features", "screener", "policy"},
     "testing": {"audio", "protocols", "relays.contract"},
-    "bench": {"audio", "screener", "train", "features", "config", "logs", "server", "store", "testing"},
+    "bench": {"audio", "screener", "train", "features", "config", "logs", "server", "store", "testing", "shipped"},
     "cli": {"*"},
 }
 # Training code stays beside the hot path: only these may import it.

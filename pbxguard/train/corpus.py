@@ -529,7 +529,7 @@ def build(out: str | Path, seed: int = 1, per_class: int = 500, workers: int | N
     return out / "labels.csv"
 
 
-EXAMPLES = (("human", "live_answer"), ("machine", "greeting"), ("machine", "robocall"), ("silence", None),
+EXAMPLES = (("human", "live_answer"), ("machine", "greeting"), ("machine", "greeting_beep"), ("machine", "robocall"), ("silence", None),
             ("digital_silence", "alaw_d5"), ("fax", "fax_cng"), ("tone", "busy_na"), ("music", None), ("noise", None))
 
 

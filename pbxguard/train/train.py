@@ -6,6 +6,7 @@ the validation split. The same corpus and seed give byte-identical model files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 from pathlib import Path
@@ -100,6 +101,7 @@ def train(corpus: str | Path, out: str | Path, seed: int = 1, site: list[str | P
         "python": platform.python_version(),
         "seed": seed,
         "corpus": json.loads(recipe_path.read_text()) if recipe_path.exists() else {"path": str(corpus)},
+        "corpus_sha256": corpus_digest(corpus, clips),
         "site_folders": [str(s) for s in site],
         "training_clips": int(len(y)),
         "class_counts": {c: int(np.sum(y == c)) for c in LEARNED_CLASSES},
@@ -128,6 +130,14 @@ def synthetic_threshold(p_human: np.ndarray) -> float:
     if len(ordered) == 0:
         return 1.0
     return float(min(1.0, max(0.5, np.nextafter(ordered[allowed], 1.0)))) if allowed < len(ordered) else 0.5
+
+
+def corpus_digest(corpus: Path, clips: list[Clip]) -> str:
+    """One hash of the labels and every clip's bytes: which corpus, exactly, a model was trained on."""
+    digest = hashlib.sha256((corpus / "labels.csv").read_bytes() if (corpus / "labels.csv").exists() else b"")
+    for clip in sorted(clips, key=lambda c: str(c.path)):
+        digest.update(str(clip.path.relative_to(corpus)).encode() + b"\0" + hashlib.sha256(clip.path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def write_manifest(out: Path, manifest: dict) -> None:

@@ -25,7 +25,8 @@ def free_port() -> int:
 
 
 class RunningDaemon:
-    def __init__(self, tmp_path: Path, preexec_fn=None, **overrides) -> None:
+    def __init__(self, tmp_path: Path, preexec_fn=None, command: tuple[str, ...] = (sys.executable, "-m", "pbxguard"),
+                 cwd: Path | None = None, **overrides) -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.dir = tmp_path
         self.config = {
@@ -46,7 +47,7 @@ class RunningDaemon:
         self.reader.start()
         env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
         self.log = open(tmp_path / "daemon.log", "w")
-        self.process = subprocess.Popen([sys.executable, "-m", "pbxguard", "serve", "--config", str(self.config_path)],
+        self.process = subprocess.Popen([*command, "serve", "--config", str(self.config_path)], cwd=cwd,
                                         env=env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         self.messages: list[str] = []
         assert self.wait_for("READY=1", 90), f"no READY=1; got {self.messages}"

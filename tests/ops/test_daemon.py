@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pbxguard.audio.files import read_audio
+from pbxguard.shipped import CONFIG_FILE
 from pbxguard.testing.asterisk import FakeAsterisk
 from tests.ops.conftest import WATCHDOG_USEC, RunningDaemon
 
@@ -132,7 +133,7 @@ def test_bad_configuration_is_refused_at_start(tmp_path):
     assert result.returncode == 2 and f"{bad}:3: unknown key 'fastagi.hots'" in result.stderr
     check = subprocess.run([sys.executable, "-m", "pbxguard", "check-config", str(bad)], capture_output=True, text=True)
     assert check.returncode == 2
-    good = subprocess.run([sys.executable, "-m", "pbxguard", "check-config", str(ROOT / "conf" / "pbxguard.yaml")],
+    good = subprocess.run([sys.executable, "-m", "pbxguard", "check-config", str(CONFIG_FILE)],
                           capture_output=True, text=True)
     assert good.returncode == 0 and "ok" in good.stdout
 

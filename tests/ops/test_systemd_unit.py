@@ -1,9 +1,10 @@
 import shutil
 import subprocess
 import sysconfig
-from pathlib import Path
 
-UNIT = Path(__file__).resolve().parents[2] / "conf" / "pbxguard.service"
+from pbxguard.shipped import UNIT_FILE
+
+UNIT = UNIT_FILE
 
 
 def test_unit_verifies(tmp_path):

@@ -23,13 +23,14 @@ import pytest
 
 from pbxguard.audio.files import read_audio, write_wav
 from pbxguard.features.tones import CADENCES
-from pbxguard.testing.pbx import ROOT, Asterisk
+from pbxguard.shipped import DIALPLAN
+from pbxguard.testing.pbx import Asterisk
 from pbxguard.train import signals
 from tests.daemon import EXAMPLES, Daemon
 from tests.ops.conftest import RunningDaemon
 from tests.signals import seconds, through_line
 
-SHIPPED = ROOT / "dialplan" / "asterisk"
+SHIPPED = DIALPLAN / "asterisk"
 # What the hangup handler records of each call, and the channel variable it comes from.
 OUTCOME = {"verdict": "PBXGUARD_VERDICT", "action": "PBXGUARD_ACTION", "reason": "PBXGUARD_REASON",
            "challenge": "PBXGUARD_CHALLENGE", "member": "MEMBERINTERFACE", "agistatus": "AGISTATUS",
@@ -138,7 +139,7 @@ def pbx(asterisk_prefix):
 @pytest.fixture(scope="module")
 def openings(pbx, calls_audio):
     files = {name: pbx.wav(name, samples) for name, samples in calls_audio.items()}
-    for name in ("greeting", "busy_na", "robocall"):
+    for name in ("greeting_beep", "busy_na", "robocall"):
         files[name] = pbx.wav(name, read_audio(EXAMPLES / f"{name}.wav"))
     return files
 
@@ -162,7 +163,7 @@ def test_a_live_caller_is_bridged_and_answered_by_the_shipped_queue(pbx, opening
     assert (record.called, record.caller, record.status) == (number, "+12025550143", "screened")
 
 
-@pytest.mark.parametrize("opening", ["dead_air", "greeting"])
+@pytest.mark.parametrize("opening", ["dead_air", "greeting_beep"])  # a greeting that ends in its beep
 def test_dead_air_and_machines_are_challenged_and_the_right_digit_passes(pbx, openings, opening):
     number = pbx.call(openings[opening], digit="right")
     outcome = pbx.outcome(number)
@@ -225,7 +226,7 @@ def test_with_the_daemon_down_calls_go_straight_through(pbx, openings):
     assert outcome["member"] == "Local/agent@pbxguard-example-agents/n"
 
 
-@pytest.mark.parametrize("opening, status", [("live", "HUMAN"), ("greeting", "MACHINE")])
+@pytest.mark.parametrize("opening, status", [("live", "HUMAN"), ("greeting_beep", "MACHINE")])
 def test_the_amd_drop_in_speaks_amds_words_on_the_same_audio(pbx, openings, opening, status):
     ours = pbx.outcome(pbx.call(openings[opening], route="test-dialer"))
     theirs = pbx.outcome(pbx.call(openings[opening], route="test-dialer", amd="app"))

@@ -22,13 +22,14 @@ import pytest
 
 from pbxguard.audio.files import read_audio, write_wav
 from pbxguard.features.tones import CADENCES
-from pbxguard.testing.pbx import ROOT, FreeSWITCH
+from pbxguard.shipped import DIALPLAN
+from pbxguard.testing.pbx import FreeSWITCH
 from pbxguard.train import signals
 from tests.daemon import EXAMPLES, Daemon
 from tests.ops.conftest import RunningDaemon, free_port
 from tests.signals import seconds, through_line
 
-SHIPPED = ROOT / "dialplan" / "freeswitch"
+SHIPPED = DIALPLAN / "freeswitch"
 AGENT = """<include>
   <extension name="test-agent">
     <condition field="destination_number" expression="^agent$">

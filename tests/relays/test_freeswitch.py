@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from pbxguard.shipped import DIALPLAN as SHIPPED_DIALPLAN
 from pbxguard.testing.asterisk import FakeAsterisk
 from pbxguard.testing.freeswitch import freeswitch_call
 from tests.daemon import Daemon
 
-DIALPLAN = Path(__file__).resolve().parents[2] / "dialplan" / "freeswitch"
+DIALPLAN = SHIPPED_DIALPLAN / "freeswitch"
 
 
 @pytest.fixture(scope="module")

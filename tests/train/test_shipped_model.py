@@ -19,6 +19,8 @@ def test_the_shipped_model_byte_reproduces_from_its_recipe(tmp_path):
     pbxguard("corpus", "build", "--out", tmp_path / "corpus", "--seed", recipe["seed"], "--per-class", recipe["per_class"],
              "--quiet")
     pbxguard("train", "--corpus", tmp_path / "corpus", "--out", tmp_path / "models", "--seed", shipped["seed"], "--quiet")
+    rebuilt = json.loads((tmp_path / "models" / MANIFEST).read_text())
+    assert rebuilt["corpus_sha256"] == shipped["corpus_sha256"]  # the same corpus, byte for byte, first
     assert sha256_of(tmp_path / "models" / MODEL_FILE) == shipped["files"][MODEL_FILE]["sha256"]
     assert json.loads((tmp_path / "models" / MANIFEST).read_text())["thresholds"] == shipped["thresholds"]
     # The manifest too, byte for byte: its hash is the pin in the package code.

@@ -12,7 +12,7 @@ def test_manifest_records_what_made_the_model(small_models):
     manifest = json.loads((small_models / MANIFEST).read_text())
     assert manifest["files"][MODEL_FILE]["sha256"]
     assert manifest["seed"] == 7 and manifest["corpus"]["seed"] == 7
-    assert set(manifest["thresholds"]) == {*train.MIN_PRECISION, "human_costs"}
+    assert set(manifest["thresholds"]) == {*train.MIN_PRECISION, "human_costs", "synthetic_voice"}
     assert manifest["metrics"]["deadair_cv"]["precision"]["mean"] >= 0.7  # chance is ~0.14 (dead air is 1 class of 7)
     assert manifest["layout"] == layout()
 
