@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import tempfile
 import time
 from multiprocessing import get_context
@@ -158,7 +159,10 @@ def run_channels(screener: Screener, channels: int, seconds: float, pbx: str = "
         await server.stop()
         return results, cpu, wall
 
-    results, cpu, wall = asyncio.run(main())
+    try:
+        results, cpu, wall = asyncio.run(main())
+    finally:
+        shutil.rmtree(rundir, ignore_errors=True)
     latencies = np.array([r[2] for r in results if r[2] is not None and r[1] == "SUCCESS"])
     misrouted = sum(1 for kind, _, _, _, verdict, _ in results if verdict != expected[kind])
     short = sum(1 for kind, _, _, call_id, _, _ in results
@@ -231,6 +235,7 @@ def run_soak(screener: Screener, channels: int, seconds: float, sample_s: float 
     daemon.stop()
     with contextlib.closing(sqlite3.connect(f"{rundir}/calls.db")) as db:
         logged = {row[0] for row in db.execute("SELECT call_id FROM calls")}
+    shutil.rmtree(rundir, ignore_errors=True)
     answered = [r for r in results if r[1] == "SUCCESS" and r[3]]
     latencies = np.array([r[2] for r in answered if r[2] is not None])
     return {
@@ -298,7 +303,6 @@ def run_sipp(screener: Screener, channels: int, seconds: float) -> dict:
     dialplan's [pbxguard-amd], screened by a real daemon in this process: `channels` concurrent calls (a
     third per opening) for about `seconds`. Every call is matched to its call-log row by the number it
     dialled; its verdict must be the one its audio gets screened alone (after the mu-law the RTP carries)."""
-    import shutil
     import socket
     import subprocess
 
@@ -445,7 +449,6 @@ def run_avmd(screener: Screener, clips: int = 20) -> dict:
     FreeSWITCH's mod_avmd, on the same held-out greetings played into a real FreeSWITCH 1.10.12, one call at
     a time. Times are from the answer of the screened leg; the true onset is the playback's start on the
     other leg plus the beep's place in the file."""
-    import shutil
 
     from pbxguard import config
     from pbxguard.audio.files import write_wav
@@ -524,7 +527,6 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
     real daemon (ESL process and all) in this process: calls arrive steadily (a third per opening) so that
     about `channels` are being screened at once, for about `seconds`. Hold time is from the answer to the hangup that follows the
     verdict; every call is matched to its call-log row by the number it dialled."""
-    import shutil
 
     from pbxguard import config
     from pbxguard.audio.files import write_wav

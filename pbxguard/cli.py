@@ -90,6 +90,19 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _said_in_one_line(command):
+    """For the corpus, train and eval commands: a missing source, an unlabelled folder or a bad label is one
+    line naming what is wrong (exit status 2), not a traceback."""
+    def run(args) -> int:
+        try:
+            return command(args)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"pbxguard: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+@_said_in_one_line
 def cmd_corpus(args) -> int:
     from pbxguard.train import corpus
 
@@ -99,6 +112,7 @@ def cmd_corpus(args) -> int:
     return 0
 
 
+@_said_in_one_line
 def cmd_examples(args) -> int:
     from pbxguard.train import corpus
 
@@ -107,6 +121,7 @@ def cmd_examples(args) -> int:
     return 0
 
 
+@_said_in_one_line
 def cmd_train(args) -> int:
     from pbxguard.screener.persist import manifest_pin
     from pbxguard.train import train
@@ -119,6 +134,7 @@ def cmd_train(args) -> int:
     return 0
 
 
+@_said_in_one_line
 def cmd_eval(args) -> int:
     from pbxguard.train import evaluate
 

@@ -58,3 +58,14 @@ def test_calls_reads_the_configured_log_and_never_creates_one(tmp_path):
     refused = pbxguard("calls", "--config", missing, "list")
     assert refused.returncode != 0 and "no call log at" in refused.stderr
     assert not (tmp_path / "nothing").exists()
+
+
+def test_training_commands_say_what_is_missing_in_one_line(tmp_path):
+    empty = tmp_path / "unlabelled"
+    empty.mkdir()
+    for args in (("eval", empty), ("train", "--corpus", empty, "--out", tmp_path / "models"),
+                 ("corpus", "build", "--out", tmp_path / "corpus", "--sources", empty, "--per-class", "1", "--quiet")):
+        done = pbxguard(*args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, args
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("pbxguard: "), args
+    assert "Jakobovski/free-spoken-digit-dataset missing" in done.stderr and "26eb9aaf76e8" in done.stderr
