@@ -43,6 +43,10 @@ def _key_evidence(verdict) -> str:
     return ", ".join(parts)
 
 
+ACTION_WORDS = {"BRIDGE": "BRIDGE: put through to the agents", "CHALLENGE": "CHALLENGE: press-a-key test",
+                "HANGUP": "HANGUP: hang up"}
+
+
 def cmd_classify(args) -> int:
     from pbxguard.audio.files import AudioError, read_audio
 
@@ -51,9 +55,12 @@ def cmd_classify(args) -> int:
     except Exception as exc:  # a broken install must say what is wrong, not dump a traceback
         print(f"pbxguard: cannot load models: {exc}", file=sys.stderr)
         return 2
+    from pbxguard.policy.rules import Policy
+
+    policy = Policy()  # what the shipped dialplan would do with the call under the default rules
     failed = 0
     if not args.json:
-        print(f"{'file':<40} {'verdict':<16} {'conf':>6} {'decided_ms':>10}  evidence")
+        print(f"{'file':<40} {'verdict':<16} {'conf':>6} {'decided_ms':>10}  {'action (default policy)':<34} evidence")
     for name in args.files:
         try:
             samples = read_audio(name, min_seconds=args.window_ms / 1000)
@@ -62,11 +69,12 @@ def cmd_classify(args) -> int:
             failed += 1
             continue
         verdict = screener.screen(samples)
+        action = policy.decide(verdict).action
         if args.json:
-            print(json.dumps({"file": name, **verdict.as_dict()}))
+            print(json.dumps({"file": name, **verdict.as_dict(), "action": action}))
         else:
             print(f"{Path(name).name:<40} {verdict.label:<16} {verdict.confidence:>6.3f} "
-                  f"{verdict.decided_ms:>10.0f}  {_key_evidence(verdict)}")
+                  f"{verdict.decided_ms:>10.0f}  {ACTION_WORDS[action]:<34} {_key_evidence(verdict)}")
     return 2 if failed else 0
 
 

@@ -18,7 +18,15 @@ def test_classify_json_lines():
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == len(files)
     for line in lines:
-        assert {"file", "verdict", "confidence", "decided_ms", "scores", "evidence"} <= set(line)
+        assert {"file", "verdict", "confidence", "decided_ms", "scores", "evidence", "action"} <= set(line)
+    actions = {Path(line["file"]).name: line["action"] for line in lines}
+    assert (actions["fax_cng.wav"], actions["live_answer.wav"], actions["silence.wav"]) == ("HANGUP", "BRIDGE", "CHALLENGE")
+
+
+def test_classify_says_each_calls_action_in_plain_words():
+    table = pbxguard("classify", EXAMPLES / "fax_cng.wav", EXAMPLES / "live_answer.wav").stdout
+    assert "HANGUP: hang up" in next(line for line in table.splitlines() if line.startswith("fax_cng.wav"))
+    assert "BRIDGE: put through to the agents" in next(line for line in table.splitlines() if line.startswith("live_answer.wav"))
 
 
 def test_bad_files_are_reported_and_the_rest_classified(tmp_path):
