@@ -52,12 +52,13 @@ def run(folder: str | Path, screener: Screener, labels_csv: str | Path | None = 
         actions.append(policy.decide(verdict).action)
         scores.append([verdict.scores[c] for c in CLASSES])
         synthetic.append(verdict.label == "machine" and verdict.evidence.get("synthetic_voice", 0.0) >= 0.5)
-    columns = (np.array(truth), np.array(predicted), np.array(actions), np.array(scores), np.array(synthetic),
-               np.array(subclasses))
-    report = metrics(*columns, errors, np.array(proven, dtype=bool))
+    columns = {"truth": np.array(truth), "predicted": np.array(predicted), "actions": np.array(actions),
+               "scores": np.array(scores), "synthetic": np.array(synthetic), "subclasses": np.array(subclasses),
+               "proven": np.array(proven, dtype=bool)}
+    report = metrics(**columns, errors=errors)
     if any(c.source for c in clips):
         mask = np.array(real, dtype=bool)
-        report["parts"] = {part: metrics(*[c[m] for c in columns], [], np.array(proven, dtype=bool)[m])  # type: ignore[call-arg]
+        report["parts"] = {part: metrics(**{k: v[m] for k, v in columns.items()}, errors=[])
                            for part, m in zip(PARTS, (mask, ~mask)) if m.any()}
     return report
 

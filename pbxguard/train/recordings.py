@@ -27,7 +27,7 @@ from scipy.signal import butter, sosfiltfilt
 from pbxguard.audio.files import AudioError, decode_audio
 from pbxguard.audio.format import SAMPLE_RATE
 from pbxguard.audio.resample import to_int16
-from pbxguard.train.sources import Source, trim
+from pbxguard.train.sources import Source, debian_version, trim
 
 SOURCES_ENV = "PBXGUARD_CORPUS_SOURCES"
 DEFAULT_SOURCES = Path("../shared/corpus-sources")
@@ -271,7 +271,7 @@ def game_music() -> list[Source]:
         tracks = sorted([*folder.rglob("*.ogg"), *folder.rglob("*.opus")])
         if package == "frozen-bubble-data":
             tracks = [t for t in tracks if t.name in FROZEN_BUBBLE_MUSIC]
-        version = _debian_version(package)
+        version = debian_version(package)
         for track in tracks:
             x = decode_with_ffmpeg(track.read_bytes(), MUSIC_OFFSET_S, MUSIC_EXCERPT_S)
             if len(x) < 5 * SAMPLE_RATE:  # a jingle shorter than the offset: take it from its start
@@ -281,11 +281,6 @@ def game_music() -> list[Source]:
                               origin=f"debian:{package}={version}:{track}",
                               licence=f"see /usr/share/doc/{package}/copyright"))
     return out
-
-
-def _debian_version(package: str) -> str:
-    done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
 
 
 @dataclass
