@@ -13,6 +13,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 from pbxguard import __version__  # noqa: E402  (after the thread limits)
+from pbxguard.install import UNIT_PATH  # noqa: E402
 from pbxguard.screener.persist import DEFAULT_MODELS_DIR, MANIFEST  # noqa: E402
 
 
@@ -21,6 +22,20 @@ def _shipped_model() -> str:
         return str(json.loads((DEFAULT_MODELS_DIR / MANIFEST).read_text())["model_version"])
     except (OSError, ValueError, KeyError):
         return "missing"
+
+
+def _said_in_one_line(command):
+    """For the commands that read corpora and models: a missing source, an unlabelled folder, a bad label or
+    models that do not match their pin is one line naming what is wrong (exit status 2), not a traceback."""
+    from pbxguard.screener.persist import ModelError
+
+    def run(args) -> int:
+        try:
+            return command(args)
+        except (ValueError, FileNotFoundError, ModelError) as exc:
+            print(f"pbxguard: {exc}", file=sys.stderr)
+            return 2
+    return run
 
 
 def _screener(args):
@@ -47,6 +62,7 @@ ACTION_WORDS = {"BRIDGE": "BRIDGE: put through to the agents", "CHALLENGE": "CHA
                 "HANGUP": "HANGUP: hang up"}
 
 
+@_said_in_one_line
 def cmd_classify(args) -> int:
     from pbxguard.audio.files import AudioError, read_audio
 
@@ -96,18 +112,6 @@ def cmd_bench(args) -> int:
     for k, v in result.items():
         print(f"{k:<18} {v}")
     return 0
-
-
-def _said_in_one_line(command):
-    """For the corpus, train and eval commands: a missing source, an unlabelled folder or a bad label is one
-    line naming what is wrong (exit status 2), not a traceback."""
-    def run(args) -> int:
-        try:
-            return command(args)
-        except (ValueError, FileNotFoundError) as exc:
-            print(f"pbxguard: {exc}", file=sys.stderr)
-            return 2
-    return run
 
 
 @_said_in_one_line
@@ -203,37 +207,48 @@ def _call_log(args, create: bool = True):
 
 def cmd_check_config(args) -> int:
     from pbxguard import config as config_module
+    from pbxguard.doctor import startup_checks
 
     try:
         cfg = config_module.load(args.file or _config_path(args))
     except config_module.ConfigError as exc:
         print(f"pbxguard: {exc}", file=sys.stderr)
         return 2
-    problems = _install_problems(cfg)
+    problems = [f for f in startup_checks(cfg) if not f.ok]
     for problem in problems:
-        print(f"pbxguard: {cfg.path or 'built-in defaults'}: {problem}", file=sys.stderr)
+        print(f"pbxguard: {cfg.path or 'built-in defaults'}: {problem.said}; fix: {problem.fix}", file=sys.stderr)
     if problems:
         return 2
     print(f"{cfg.path or 'built-in defaults'}: ok")
     return 0
 
 
-def _install_problems(cfg) -> list[str]:
-    """What would stop `serve` with this configuration: models that do not load, a missing extra."""
-    import importlib.util
+def cmd_doctor(args) -> int:
+    from pbxguard import config as config_module
+    from pbxguard.doctor import examine
 
-    from pbxguard.screener import Screener
-
-    problems = []
     try:
-        Screener(**cfg.engine.screener_args())
-    except Exception as exc:  # whatever the loader refuses, said in one line
-        problems.append(f"engine.models: {exc}")
-    if cfg.freeswitch.enabled and importlib.util.find_spec("greenswitch") is None:
-        problems.append("freeswitch.enabled needs greenswitch: pip install 'pbxguard[freeswitch]'")
-    if cfg.database.url.startswith("postgres") and importlib.util.find_spec("psycopg") is None:
-        problems.append("a PostgreSQL database.url needs psycopg: pip install 'pbxguard[postgres]'")
-    return problems
+        cfg = config_module.load(_config_path(args))
+    except config_module.ConfigError as exc:
+        print(f"FAIL  config: {exc}; fix: correct it (pbxguard check-config tells the same)")
+        return 1
+    print(f"ok    config: {cfg.path or 'built-in defaults (no /etc/pbxguard/pbxguard.yaml)'}")
+    findings = examine(cfg, args.unit, args.asterisk_cli)
+    for finding in findings:
+        print(finding.line())
+    failed = sum(not f.ok for f in findings)
+    print(f"{failed} problem{'s' if failed != 1 else ''}" if failed else "no problems found")
+    return 1 if failed else 0
+
+
+def cmd_install(args) -> int:
+    from pbxguard.install import InstallError, install
+
+    try:
+        return install(dry_run=args.dry_run)
+    except InstallError as exc:
+        print(f"pbxguard install: {exc}", file=sys.stderr)
+        return 2
 
 
 def _since(text: str | None) -> float | None:
@@ -392,6 +407,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", type=Path)
     config_option(p)
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("doctor", help="check this host's install: models, unit, folders, call log, listeners, Asterisk")
+    config_option(p)
+    p.add_argument("--unit", type=Path, default=UNIT_PATH, help="the installed unit (default: %(default)s)")
+    p.add_argument("--asterisk-cli", default="", metavar="COMMAND",
+                   help="also check Asterisk's modules and dialplan through its CLI, e.g. 'asterisk -rx'")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("install", help="production install as root: user, folders, /etc/pbxguard, the unit (no packages)")
+    p.add_argument("--dry-run", action="store_true", help="say what it would do, change nothing")
+    p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("calls", help="the call log: list, show, label, export")
     config_option(p)

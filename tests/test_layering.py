@@ -21,6 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": {"store.record"},
     "systemd": set(),
     "shipped": set(),
+    "install": {"shipped"},
+    "doctor": {"config", "install", "screener"},
     "supervisor": {"systemd"},
     "config": {"policy.rules", "screener.persist"},
     "service": {"screener", "policy", "protocols", "relays.contract", "store", "metrics", "config", "audio"},

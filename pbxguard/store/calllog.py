@@ -144,8 +144,13 @@ class SQLiteCallLog(CallLog):
         path = Path(path)
         if not path.parent.exists():
             path.parent.mkdir(parents=True, mode=0o700)
-        # Callers' numbers: 0600 whatever the umask; SQLite gives its -wal and -shm files the same mode.
+        # Callers' numbers: 0600 whatever the umask; SQLite gives its -wal and -shm files the same mode (and, as
+        # root, the same owner).
+        created = not path.exists()
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if created and os.geteuid() == 0:  # `pbxguard deny` as root before the first start: the file is the daemon's
+            folder = path.parent.stat()
+            os.chown(path, folder.st_uid, folder.st_gid)
         if path.stat().st_uid == os.geteuid():
             os.chmod(path, 0o600)
         db = sqlite3.connect(str(path), check_same_thread=False, timeout=10)

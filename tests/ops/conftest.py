@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pbxguard.testing.pbx import stop_process
+
 WATCHDOG_USEC = 300_000
 
 
@@ -88,12 +90,7 @@ class RunningDaemon:
                               capture_output=True, text=True, timeout=120)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process, lambda: self.process.send_signal(signal.SIGTERM))
         self.notify.close()
         self.log.close()
 

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ from pbxguard.testing.pbx import Asterisk
 from pbxguard.train import signals
 from tests.daemon import EXAMPLES, Daemon
 from tests.ops.conftest import RunningDaemon
+from tests.readme import ASTERISK, lines_to_run, run_line
 from tests.signals import seconds, through_line
 
 SHIPPED = DIALPLAN / "asterisk"
@@ -332,3 +334,30 @@ def test_sipp_calls_with_rtp_all_get_their_verdict(asterisk_prefix):
     result = bench.run_sipp(Screener(), channels=9, seconds=6)
     assert result["calls"] >= 18
     assert (result["lost_verdicts"], result["wrong_verdicts"]) == (0, 0), result
+
+
+def test_doctor_checks_asterisk_and_readmes_lines_install_the_dialplan(asterisk_prefix, tmp_path):
+    asterisk = Asterisk(tmp_path / "asterisk", "[general]\n", {"queues.conf": "[general]\n"})
+    cli = f"env LD_LIBRARY_PATH={asterisk.prefix / 'lib'} {asterisk.prefix / 'sbin/asterisk'} -C {asterisk.conf} -rx"
+
+    def doctor() -> list[str]:
+        done = subprocess.run([sys.executable, "-m", "pbxguard", "doctor", "--asterisk-cli", cli], capture_output=True,
+                              text=True, timeout=120)
+        return [line for line in done.stdout.splitlines() if " asterisk: " in line]
+
+    try:
+        assert doctor() == ["ok    asterisk: res_agi running", "ok    asterisk: app_audiosocket running",
+                            "ok    asterisk: res_audiosocket running",
+                            "FAIL  asterisk: no [pbxguard-screen] context in the dialplan; fix: #include extensions_pbxguard.conf "
+                            "in extensions.conf, then asterisk -rx 'dialplan reload' (README, \"Asterisk\")"]
+        for line in lines_to_run(ASTERISK):  # as an admin types them, into this Asterisk's etc instead of /etc/asterisk
+            run_line(line, {"sudo ": "", "/etc/asterisk": str(asterisk.conf.parent)})
+        asterisk.cli("dialplan reload")
+        assert doctor()[-1] == "ok    asterisk: [pbxguard-screen] in the dialplan"
+        asterisk.cli("module unload app_audiosocket.so")
+        assert "FAIL  asterisk: app_audiosocket (the AudioSocket() application) is not loaded; fix: asterisk -rx 'module load " \
+               "app_audiosocket.so', and load => app_audiosocket.so in modules.conf" in doctor()
+        asterisk.stop()
+        assert doctor()[-1].startswith(f"FAIL  asterisk: {cli} did not answer: ")
+    finally:
+        asterisk.stop()

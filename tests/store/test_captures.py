@@ -48,3 +48,20 @@ def test_callers_data_is_private_whatever_the_umask(tmp_path):
     assert modes == {"captures": 0o700, saved.parent.relative_to(tmp_path).as_posix(): 0o700,
                      saved.relative_to(tmp_path).as_posix(): 0o600, "db": 0o700, "db/calls.db": 0o600,
                      "db/calls.db-wal": 0o600, "db/calls.db-shm": 0o600}
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"), reason="needs root, as CI runs")
+def test_a_call_log_made_by_root_in_the_daemons_folder_is_the_daemons(tmp_path):
+    # `pbxguard deny ...` run as root before the daemon's first start must not leave it a call log it cannot open.
+    from pbxguard.store.calllog import SQLiteCallLog
+    from pbxguard.store.record import CallRecord
+
+    assert os.geteuid() == 0, "CI runs as root"
+    folder = tmp_path / "state"
+    folder.mkdir()
+    os.chown(folder, 65534, 65534)  # nobody
+    log = SQLiteCallLog(folder / "calls.db")
+    log.record_call(CallRecord("6f1c2a52-0000-4000-8000-000000000002", "screened"))
+    owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in folder.iterdir()}
+    log.close()
+    assert owners == {name: (65534, 65534) for name in ("calls.db", "calls.db-wal", "calls.db-shm")}
