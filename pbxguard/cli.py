@@ -139,7 +139,7 @@ def cmd_train(args) -> int:
     from pbxguard.train import train
 
     manifest = train.train(args.corpus, args.out, seed=args.seed, site=args.site, workers=args.workers, progress=not args.quiet)
-    summary = {k: manifest[k] for k in ("model_version", "training_clips", "thresholds", "metrics")}
+    summary = {k: manifest[k] for k in ("model_version", "training_clips", "skipped_clips", "thresholds", "metrics")}
     print(json.dumps({**summary, "manifest_sha256": manifest_pin(args.out)}, indent=2))
     print(f"pin these models in the configuration: engine: {{models: {args.out}, manifest_sha256: {manifest_pin(args.out)}}}",
           file=sys.stderr)

@@ -9,8 +9,13 @@ that holds both and is trained, saved and hash-pinned as one object.
   human is named only when it is its own `human_costs[class]` times likelier than human (a Bayes decision
   with that cost), and a hang-up-capable class only above its precision threshold; below it the rule abstains
   ("unknown"). It is chosen from validation scores by `DecisionRule.tune`, never from the training split.
+- `EarlyDecisions`: prefix classifiers, each trained on the first `horizon` ms of the openings, and per
+  horizon and class the score from which their answer is taken before the window ends. `EarlyDecisions.tune`
+  picks those on validation data: no class loses more than its budget of right answers to an early answer,
+  and no live caller gets an early answer other than the one the whole window gives.
 - `ScreenerModel`: the classifier, the synthetic-voice forest (among speech openings, P(robocall or TTS))
-  with the score from which it names a machine, the rule and the feature layout they were trained on.
+  with the score from which it names a machine, the rule, the early decisions and the feature layout they
+  were trained on.
 """
 
 from __future__ import annotations
@@ -163,6 +168,87 @@ class DecisionRule:
         return cls(order, dict(costs), thresholds)
 
 
+NEVER = 2.0  # a threshold no score reaches
+# The classes the prefix models may answer early. Fax and tones wait for their proof: only a proof is hung up,
+# and an early unproven answer would take that from them. Dead air waits for the window too: nobody is there
+# to wait, and a fax whose first CNG burst starts late in the window sounds like dead air until then. Machines
+# and music wait: on held-out callers their early answers blocked twice as many live callers (README).
+EARLY_CLASSES = ("human", "noise")
+DIGITAL_SILENCE = "digital_silence"  # decided before the window's end only by its detector, on the prefix
+
+
+@dataclass(frozen=True)
+class EarlyDecisions:
+    """Answers before the window's end, one horizon after another."""
+
+    horizons_ms: tuple[int, ...]
+    classifiers: tuple[CallOpeningClassifier, ...]
+    thresholds: tuple[Mapping[str, float], ...]  # per horizon: per class (and digital silence) the score needed
+    rule: DecisionRule = DecisionRule()  # the window's live-caller costs: an early answer weighs callers as it does
+
+    def decide(self, k: int, scores: Mapping[str, float], digital_silence: bool) -> str | None:
+        """The answer at horizon `k`, or None to listen on."""
+        if digital_silence:
+            return DIGITAL_SILENCE if self.thresholds[k].get(DIGITAL_SILENCE, NEVER) <= 1.0 else None
+        label = self.rule.best(scores)
+        return label if scores[label] >= self.thresholds[k].get(label, NEVER) else None
+
+    @staticmethod
+    def tune(horizons_ms: Sequence[int], scores: Sequence[Sequence[Mapping[str, float]]], digital: Sequence[np.ndarray],
+             final: np.ndarray, final_ms: np.ndarray, y: np.ndarray, budget: float, rule: DecisionRule = DecisionRule(),
+             proven: np.ndarray | None = None, classes: Sequence[str] = EARLY_CLASSES,
+             floor: float = 0.5) -> tuple[dict[str, float], ...]:
+        """Per horizon, per class, the lowest score threshold (not below `floor`) whose early answers keep
+        within `budget` of every class's clips the right answers of the window's `final` that they turn
+        wrong (fixes do not buy errors; counted over all horizons so far). A class other than human must
+        also stay above every live caller's score for it at that horizon: no person is blocked on an early
+        guess; nor may an early answer take a clip whose window answer is `proven` (a fax whose CNG comes
+        late is hung up only on its proof). `scores[k][i]` are clip i's prefix scores at horizon k and `digital[k][i]` whether that prefix
+        is digital silence; a clip answered (proven) by `final_ms` before a horizon is not open to it. Each
+        clip's candidate answer is `rule`'s cost-weighted best class, as in `decide`."""
+        y, final = np.asarray(y), np.asarray(final)
+        proven = np.zeros(len(y), dtype=bool) if proven is None else np.asarray(proven, dtype=bool)
+        allowed = {c: int(np.floor(budget * np.sum(y == c))) for c in set(y)}
+        lost = dict.fromkeys(allowed, 0)
+        decided = np.zeros(len(y), dtype=bool)
+        chosen = []
+
+        def take(members: np.ndarray, label: str) -> bool:
+            if np.any((y[members] == HUMAN_CLASS) & (label != HUMAN_CLASS)) or np.any(proven[members] & (final[members] != label)):
+                return False
+            delta = dict.fromkeys(allowed, 0)
+            for i in members:
+                delta[y[i]] += int(label != y[i] and final[i] == y[i])
+            if any(lost[c] + d > allowed[c] for c, d in delta.items()):
+                return False
+            for c, d in delta.items():
+                lost[c] += d
+            decided[members] = True
+            return True
+
+        humans = y == HUMAN_CLASS
+        for k, horizon in enumerate(horizons_ms):
+            open_ = ~decided & (np.asarray(final_ms) > horizon)
+            at_k: dict[str, float] = {}
+            silent = np.flatnonzero(open_ & np.asarray(digital[k]))
+            at_k[DIGITAL_SILENCE] = 0.0 if len(silent) and take(silent, DIGITAL_SILENCE) else NEVER  # never unseen
+            best = [rule.best(s) for s in scores[k]]
+            for label in classes:
+                at_k[label] = NEVER
+                free = open_ & ~decided & ~np.asarray(digital[k])  # a digital-silence prefix waits, as `decide` does
+                candidates = np.array([i for i in np.flatnonzero(free) if best[i] == label], dtype=int)
+                values = np.array([scores[k][i][label] for i in candidates])
+                lowest = floor
+                if label != HUMAN_CLASS and humans.any():
+                    lowest = max(floor, float(np.nextafter(max(scores[k][int(i)].get(label, 0.0) for i in np.flatnonzero(humans)), 2.0)))
+                for t in np.unique(values[values >= lowest])[::-1]:  # all clips at one score go together
+                    if not take(candidates[values == t], label):
+                        break
+                    at_k[label] = float(t)
+            chosen.append(at_k)
+        return tuple(chosen)
+
+
 @dataclass(frozen=True)
 class ScreenerModel:
     """What `pbxguard train` writes and the screener loads: one object, pinned by its sha256."""
@@ -172,6 +258,7 @@ class ScreenerModel:
     rule: DecisionRule
     layout: Mapping = field(default_factory=dict)  # features.layout.layout() at training time
     synthetic_threshold: float = 1.0  # P(synthetic voice) from which a speech opening is a robocall's
+    early: EarlyDecisions | None = None  # None: every verdict at the window's end (or its proof)
 
     def scores(self, X) -> list[dict[str, float]]:
         classes = [str(c) for c in self.classifier.classes_]

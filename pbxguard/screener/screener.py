@@ -16,14 +16,14 @@ from pbxguard.audio.format import FRAME, SAMPLE_RATE, SAMPLES_PER_MS, samples_fo
 from pbxguard.features import speech, tones
 from pbxguard.features.analysis import Analysis, analyse, frame_view
 from pbxguard.features.layout import WINDOW_MS
-from pbxguard.screener.estimators import ABSTAIN, HUMAN_CLASS
+from pbxguard.screener.estimators import ABSTAIN, DIGITAL_SILENCE, HUMAN_CLASS, CallOpeningClassifier, ScreenerModel
 from pbxguard.screener.forest import CompiledForest
 from pbxguard.screener.persist import DEFAULT_MODELS_DIR, load_pinned
 from pbxguard.screener.verdict import CLASSES, Verdict
 
 PROVEN_CONFIDENCE = 0.99
 BEEP_CONFIDENCE = 0.9  # a greeting with its beep: a detector's finding, not a proof (it is challenged, not hung up)
-EARLY_CHECK_FRAMES = 10  # look for a proof every 200 ms of audio
+CHECK_FRAMES = 5  # look for a proof, and at the early horizons, every 100 ms of audio
 # Past the window, while a fax tone is sounding: enough for a CNG burst (500 ms) that the window's end cut
 # to end and be confirmed. The learned stages still see only the window.
 LISTEN_ON_MS = 700
@@ -33,18 +33,45 @@ def _one_hot(label: str) -> dict[str, float]:
     return {c: float(c == label) for c in CLASSES}
 
 
+class _Compiled:
+    """A CallOpeningClassifier's forests compiled for one row at a time."""
+
+    def __init__(self, classifier: CallOpeningClassifier) -> None:
+        self.classifier = classifier
+        self.deadair = CompiledForest(classifier.deadair_) if classifier.deadair_ is not None else None
+        self.opening = CompiledForest(classifier.opening_) if classifier.opening_ is not None else None
+        self.classes = [str(c) for c in classifier.classes_]
+
+    def scores(self, analysis: Analysis) -> dict[str, float]:
+        """One score per class in CLASSES (0 for those it does not learn)."""
+        p_deadair = self.deadair.predict_proba(analysis.deadair_vector)[1] if self.deadair is not None else 0.0
+        p_opening = self.opening.predict_proba(analysis.opening_vector)[None, :] if self.opening is not None else None
+        learned = self.classifier.combine(np.array([p_deadair]), p_opening)[0]
+        return {c: 0.0 for c in CLASSES} | {c: float(v) for c, v in zip(self.classes, learned)}
+
+
 class Screener:
     def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, window_ms: int = WINDOW_MS,
                  manifest_sha256: str = "") -> None:
         model, manifest = load_pinned(Path(models_dir), manifest_sha256)
+        self._use(model, manifest.get("model_version", "unversioned"), window_ms)
+
+    @classmethod
+    def from_model(cls, model: ScreenerModel, version: str = "unsaved", window_ms: int = WINDOW_MS) -> Screener:
+        """A screener on a model in memory (training tunes the early decisions on it before it is written)."""
+        screener = cls.__new__(cls)
+        screener._use(model, version, window_ms)
+        return screener
+
+    def _use(self, model: ScreenerModel, version: str, window_ms: int) -> None:
         self.model = model
-        self.version: str = manifest.get("model_version", "unversioned")
+        self.version = version
         self.window_ms = window_ms
         self.window_samples = window_ms * SAMPLES_PER_MS
-        self._deadair = CompiledForest(model.classifier.deadair_)
-        self._opening = CompiledForest(model.classifier.opening_)
+        self._learned = _Compiled(model.classifier)
         self._synthetic = CompiledForest(model.synthetic) if model.synthetic is not None else None
-        self._learned = [str(c) for c in model.classifier.classes_]
+        self.early = model.early
+        self._early = [_Compiled(c) for c in model.early.classifiers] if model.early is not None else []
 
     def screen(self, samples: np.ndarray) -> Verdict:
         """Classify int16 8 kHz samples as a call would be: the stream fed frame by frame (so the same
@@ -69,12 +96,9 @@ class Screener:
         if analysis.tone_events:
             first = analysis.tone_events[0]
             return Verdict(first.verdict, PROVEN_CONFIDENCE, _one_hot(first.verdict), evidence, first.decided_ms, self.version, proven=True)
-        p_deadair = self._deadair.predict_proba(analysis.deadair_vector)[1]
-        p_opening = self._opening.predict_proba(analysis.opening_vector)
-        learned = self.model.classifier.combine(np.array([p_deadair]), p_opening[None, :])[0]
-        scores = {c: 0.0 for c in CLASSES} | {c: float(s) for c, s in zip(self._learned, learned)}
+        scores = self._learned.scores(analysis)
         label = self.model.rule.decide(scores)
-        confidence = scores[label] if label != ABSTAIN else float(learned.max())
+        confidence = scores[label] if label != ABSTAIN else max(scores.values())
         if label in (HUMAN_CLASS, ABSTAIN, "machine") and self._synthetic is not None:
             synthetic = float(self._synthetic.predict_proba(analysis.opening_vector)[1])
             evidence["synthetic_voice"] = round(synthetic, 4)
@@ -85,6 +109,31 @@ class Screener:
             # would let every greeting through; a person does not beep (4 of 1,635 corpus callers did).
             label, confidence = "machine", BEEP_CONFIDENCE
         return Verdict(label, confidence, scores, evidence, analysis.window_ms, self.version)
+
+    def prefix_answers(self, samples: np.ndarray) -> list[str]:
+        """Each early horizon's answer on its prefix of `samples`, whatever its score (accuracy by horizon)."""
+        answers = []
+        for k, horizon in enumerate(self.early.horizons_ms if self.early is not None else ()):
+            analysis = analyse(np.asarray(samples, dtype=np.int16)[: samples_for(horizon)])
+            scores = self._early[k].scores(analysis)
+            answers.append(DIGITAL_SILENCE if analysis.levels.digital_silence else max(scores, key=lambda c: scores[c]))
+        return answers
+
+    def decide_early(self, k: int, analysis: Analysis) -> Verdict | None:
+        """The answer at early horizon `k` on the audio so far (`analysis` of that prefix), or None."""
+        assert self.early is not None
+        digital = analysis.levels.digital_silence
+        scores = self._early[k].scores(analysis) if not digital else _one_hot(DIGITAL_SILENCE)
+        label = self.early.decide(k, scores, digital)
+        evidence = analysis.evidence()
+        if label in (HUMAN_CLASS, "machine") and self._synthetic is not None:
+            synthetic = float(self._synthetic.predict_proba(analysis.opening_vector)[1])
+            evidence["synthetic_voice"] = round(synthetic, 4)
+            if label == HUMAN_CLASS and synthetic >= self.model.synthetic_threshold:
+                return None  # it may be a robocall's voice: the whole window decides
+        if label is None:
+            return None
+        return Verdict(label, scores[label], scores, evidence, analysis.window_ms, self.version, proven=digital)
 
 
 class ScreeningStream:
@@ -100,6 +149,7 @@ class ScreeningStream:
         self._labels: list[np.ndarray] = []
         self._shares: list[np.ndarray] = []
         self._levels: list[np.ndarray] = []
+        self._horizon = 0  # the next early horizon to answer at
         self.verdict: Verdict | None = None
 
     @property
@@ -128,31 +178,52 @@ class ScreeningStream:
         frame = np.asarray(frame, dtype=np.int16)[:room]
         self._chunks.append(frame)
         self._received += len(frame)
-        # Frames are labelled, and proofs looked for, in whole blocks of `every` frames counted from the
-        # start of the audio, so the same audio gives the same checks however it was chunked.
-        every = 1 if self.extended else EARLY_CHECK_FRAMES  # past the window every frame counts
-        complete = (self._received - self._labelled) // FRAME
-        if self._received < self.limit:
-            complete -= complete % every
-        if complete or self._received >= self.limit:
-            samples = self._samples()
-            new = frame_view(samples[self._labelled : self._labelled + complete * FRAME])
-            labels, shares, levels = tones.label_frames(new)
-            self._labels.append(labels)
-            self._shares.append(shares)
-            self._levels.append(levels)
-            self._labelled += complete * FRAME
-            labels, levels = np.concatenate(self._labels), np.concatenate(self._levels)
-            events = tones.prove_tones(labels, levels, samples[: self._labelled],
-                                       lambda: speech.talk_pattern(levels, labels).onset_ms)
-            if events:
-                return self.finish(events)
-            if self._received >= self.limit and not self.extended and tones.fax_sounding(labels):
+        # Frames are labelled, and proofs and early answers looked for, block by block of CHECK_FRAMES
+        # counted from the start of the audio, so the same audio gives the same checks however it was chunked.
+        while True:
+            every = 1 if self.extended else CHECK_FRAMES  # past the window every frame counts
+            pending = (self._received - self._labelled) // FRAME
+            at_limit = self._received >= self.limit
+            if pending < every and not (at_limit and pending):
+                break
+            verdict = self._check(min(pending, every))
+            if verdict is not None:
+                return verdict
+        if self._received >= self.limit:
+            if not self.extended and tones.fax_sounding(np.concatenate(self._labels) if self._labels else np.zeros(0)):
                 self.limit += samples_for(LISTEN_ON_MS)
                 return None
-        if self._received >= self.limit:
             return self.finish()
         return None
+
+    def _check(self, block: int) -> Verdict | None:
+        """Label the next `block` frames, then look for a proof over all of them and answer at the horizons passed."""
+        samples = self._samples()
+        labels, shares, levels = tones.label_frames(frame_view(samples[self._labelled : self._labelled + block * FRAME]))
+        self._labels.append(labels)
+        self._shares.append(shares)
+        self._levels.append(levels)
+        self._labelled += block * FRAME
+        labels, levels = np.concatenate(self._labels), np.concatenate(self._levels)
+        events = tones.prove_tones(labels, levels, samples[: self._labelled], lambda: speech.talk_pattern(levels, labels).onset_ms)
+        if events:
+            return self.finish(events)
+        early = self.screener.early
+        while early is not None and self._horizon < len(early.horizons_ms) and not self.extended:
+            end = samples_for(early.horizons_ms[self._horizon])
+            if end > self._labelled or end >= self.window_samples:
+                break
+            verdict = self.screener.decide_early(self._horizon, analyse(samples[:end], self._frames(end // FRAME)))
+            self._horizon += 1
+            if verdict is not None:
+                self.verdict = verdict
+                return verdict
+        return None
+
+    def _frames(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first `count` frames' tone labels, shares and levels."""
+        labels, shares, levels = (np.concatenate(part)[:count] for part in (self._labels, self._shares, self._levels))
+        return labels, shares, levels
 
     def finish(self, events: list[tones.ToneEvent] | None = None) -> Verdict:
         """Decide on what has arrived (the whole window, or less if the audio stopped early); `events` are
@@ -160,12 +231,7 @@ class ScreeningStream:
         if self.verdict is None:
             samples = self._samples()[: self._labelled] if self._labelled else self._samples()
             window = min(len(samples), self.window_samples)
-            frames = None
-            if self._labels:
-                count = window // FRAME
-                labels, shares, levels = (np.concatenate(part)[:count] for part in (self._labels, self._shares, self._levels))
-                frames = (labels, shares, levels)
-            analysis = analyse(samples[:window], frames)
+            analysis = analyse(samples[:window], self._frames(window // FRAME) if self._labels else None)
             if events and self.extended:
                 analysis = replace(analysis, tone_events=tuple(events))
             self.verdict = self.screener.decide(analysis)

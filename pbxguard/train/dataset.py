@@ -51,19 +51,56 @@ def read_labelled(folder: str | Path, labels_csv: str | Path | None = None) -> l
     return clips
 
 
-def _features(path: Path) -> np.ndarray | None:
+def _opening(path: Path) -> np.ndarray | None:
     try:
-        x = read_audio(path, min_seconds=WINDOW_MS / 1000)[: samples_for(WINDOW_MS)]
+        return read_audio(path, min_seconds=WINDOW_MS / 1000)[: samples_for(WINDOW_MS)]
     except AudioError:
         return None
-    a = analyse(x)
-    return np.concatenate([a.deadair_vector, a.opening_vector])
+
+
+def _vector(samples: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The learned stages' input for this audio, and whether it is digital silence."""
+    a = analyse(samples)
+    return np.concatenate([a.deadair_vector, a.opening_vector]), a.levels.digital_silence
+
+
+def _features(path: Path) -> np.ndarray | None:
+    x = _opening(path)
+    return None if x is None else _vector(x)[0]
+
+
+def _prefix_features(job: tuple[Path, tuple[int, ...]]) -> list[tuple[np.ndarray, bool]] | None:
+    path, horizons = job
+    x = _opening(path)
+    return None if x is None else [_vector(x[: samples_for(h)]) for h in horizons]
+
+
+def pool_map(function, jobs: list, workers: int, progress: bool, desc: str) -> list:
+    """`function` over `jobs` in forked worker processes (which inherit the parent's objects), in order."""
+    with get_context("fork").Pool(workers) as pool:
+        return list(tqdm(pool.imap(function, jobs, chunksize=16), total=len(jobs), desc=desc, disable=not progress))
+
+
+def _stack(rows: list, width: int) -> np.ndarray:
+    return np.stack(rows) if rows else np.zeros((0, width))
 
 
 def extract(clips: list[Clip], workers: int = 2, progress: bool = True, desc: str = "features") -> tuple[np.ndarray, np.ndarray]:
     """Feature matrix of the readable clips and the boolean mask of which clips those are."""
-    with get_context("fork").Pool(workers) as pool:
-        rows = list(tqdm(pool.imap(_features, [c.path for c in clips], chunksize=16), total=len(clips), desc=desc, disable=not progress))
+    rows = pool_map(_features, [c.path for c in clips], workers, progress, desc)
     ok = np.array([r is not None for r in rows])
     width = next((len(r) for r in rows if r is not None), 0)
-    return (np.stack([r for r in rows if r is not None]) if ok.any() else np.zeros((0, width))), ok
+    return _stack([r for r in rows if r is not None], width), ok
+
+
+def extract_prefixes(clips: list[Clip], horizons_ms: tuple[int, ...], workers: int = 2, progress: bool = True,
+                     desc: str = "prefix features") -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Per horizon, the feature matrix of the first `horizon` ms of each readable clip and whether that prefix
+    is digital silence; and the mask of the readable clips."""
+    rows = pool_map(_prefix_features, [(c.path, tuple(horizons_ms)) for c in clips], workers, progress, desc)
+    ok = np.array([r is not None for r in rows])
+    kept = [r for r in rows if r is not None]
+    width = len(kept[0][0][0]) if kept else 0
+    matrices = [_stack([r[k][0] for r in kept], width) for k in range(len(horizons_ms))]
+    digital = [np.array([r[k][1] for r in kept], dtype=bool) for k in range(len(horizons_ms))]
+    return matrices, digital, ok

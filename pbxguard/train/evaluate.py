@@ -37,9 +37,13 @@ def run(folder: str | Path, screener: Screener, labels_csv: str | Path | None = 
     policy = policy or Policy()
     clips = read_labelled(folder, labels_csv)
     truth, predicted, actions, scores, synthetic, subclasses, errors, proven, real = [], [], [], [], [], [], [], [], []
+    decided, horizons = [], []
+    horizons_ms = screener.early.horizons_ms if screener.early else ()
+    # A call answered early was captured up to its answer: as long as the earliest horizon, the engine replays it.
+    shortest_ms = min((*horizons_ms, screener.window_ms))
     for clip in clips:
         try:
-            samples = read_audio(clip.path, min_seconds=screener.window_ms / 1000)
+            samples = read_audio(clip.path, min_seconds=shortest_ms / 1000)
         except AudioError as exc:
             errors.append(str(exc))
             continue
@@ -49,16 +53,20 @@ def run(folder: str | Path, screener: Screener, labels_csv: str | Path | None = 
         real.append(recorded(clip.source))
         predicted.append(verdict.label)
         proven.append(verdict.proven)
+        decided.append(verdict.decided_ms)
+        horizons.append(screener.prefix_answers(samples))
         actions.append(policy.decide(verdict).action)
         scores.append([verdict.scores[c] for c in CLASSES])
         synthetic.append(verdict.label == "machine" and verdict.evidence.get("synthetic_voice", 0.0) >= 0.5)
     columns = {"truth": np.array(truth), "predicted": np.array(predicted), "actions": np.array(actions),
                "scores": np.array(scores), "synthetic": np.array(synthetic), "subclasses": np.array(subclasses),
-               "proven": np.array(proven, dtype=bool)}
-    report = metrics(**columns, errors=errors)
+               "proven": np.array(proven, dtype=bool), "decided": np.array(decided, dtype=float),
+               "horizons": np.array(horizons, dtype=str).reshape(len(truth), len(horizons_ms))}
+    report = metrics(**columns, errors=errors, horizons_ms=horizons_ms, window_ms=screener.window_ms)
     if any(c.source for c in clips):
         mask = np.array(real, dtype=bool)
-        report["parts"] = {part: metrics(**{k: v[m] for k, v in columns.items()}, errors=[])
+        report["parts"] = {part: metrics(**{k: v[m] for k, v in columns.items()}, errors=[], horizons_ms=horizons_ms,
+                                         window_ms=screener.window_ms)
                            for part, m in zip(PARTS, (mask, ~mask)) if m.any()}
     return report
 
@@ -68,9 +76,31 @@ def _rate(numerator: np.ndarray, denominator: np.ndarray) -> float | None:
     return round(float((numerator & denominator).sum() / n), 4) if n else None
 
 
-def metrics(truth, predicted, actions, scores, synthetic, subclasses, errors, proven) -> dict:
+def _times(decided: np.ndarray) -> dict[str, float | None]:
+    if not len(decided):
+        return {"median": None, "p90": None}
+    return {"median": round(float(np.median(decided)), 1), "p90": round(float(np.percentile(decided, 90)), 1)}
+
+
+def decision_times(truth: np.ndarray, decided: np.ndarray, window_ms: float) -> dict:
+    """`decided_ms` (the audio time of the answer) over all clips and per true class, with the share
+    answered before the window's end."""
+    times = {"all": _times(decided)} | {c: _times(decided[truth == c]) for c in CLASSES if (truth == c).any()}
+    return {"early_share": round(float(np.mean(decided < window_ms)), 4) if len(decided) else None, **times}
+
+
+def horizon_accuracy(truth: np.ndarray, predicted: np.ndarray, horizons: np.ndarray, horizons_ms) -> dict[str, float | None]:
+    """Accuracy of each early horizon's classifier alone (no threshold) and of the engine's answers."""
+    accuracy = {str(int(h)): round(float(np.mean(horizons[:, k] == truth)), 4) if len(truth) else None
+                for k, h in enumerate(horizons_ms)}
+    return accuracy | {"engine": round(float(np.mean(predicted == truth)), 4) if len(truth) else None}
+
+
+def metrics(truth, predicted, actions, scores, synthetic, subclasses, errors, proven, decided, horizons, horizons_ms,
+            window_ms) -> dict:
     """`proven`: decided by a detector. The tone and fax recalls count only those: an unproven fax or tone
-    is challenged, not hung up, so only a proof does what the target is about."""
+    is challenged, not hung up, so only a proof does what the target is about. `decided`: each answer's
+    decided_ms; `horizons`: each early horizon's answer per clip (columns in `horizons_ms` order)."""
     present = [c for c in CLASSES if c in set(truth) or c in set(predicted)]
     p, r, f, s = precision_recall_fscore_support(truth, predicted, labels=present, zero_division=0)
     auc = {}
@@ -112,6 +142,8 @@ def metrics(truth, predicted, actions, scores, synthetic, subclasses, errors, pr
         "confusion": {"labels": present, "matrix": confusion_matrix(truth, predicted, labels=present).tolist()},
         "targets": targets,
         "actions": {a: int((actions == a).sum()) for a in ("BRIDGE", "CHALLENGE", "HANGUP")},
+        "decision_ms": decision_times(truth, decided, window_ms),
+        "horizon_accuracy": horizon_accuracy(truth, predicted, horizons, horizons_ms),
     }
 
 
@@ -132,6 +164,14 @@ def format_report(report: dict) -> str:
     for k, v in report["targets"].items():
         lines.append(f"  {k:<36}{'n/a' if v is None else f'{v:.4f}'}")
     lines.append("actions  " + "  ".join(f"{a} {n}" for a, n in report["actions"].items()))
+    times = report["decision_ms"]
+    lines.append(f"decided_ms (median / p90), {times['early_share']:.1%} before the window's end" if times["early_share"] is not None
+                 else "decided_ms")
+    for c, t in times.items():
+        if c != "early_share" and t["median"] is not None:
+            lines.append(f"  {c:<16}{t['median']:>8.0f}{t['p90']:>8.0f}")
+    lines.append("accuracy by horizon (each prefix classifier alone; engine: the answers given)  " +
+                 "  ".join(f"{h} {'n/a' if a is None else f'{a:.4f}'}" for h, a in report["horizon_accuracy"].items()))
     for part, sub in report.get("parts", {}).items():
         lines.append("")
         lines.append(f"== {part} part: " + ("clips made from real recordings" if part == "recorded"

@@ -5,7 +5,7 @@ import pytest
 from sklearn.utils.estimator_checks import check_estimator
 
 from pbxguard.features.layout import DEADAIR_FEATURES, FEATURES, OPENING_FEATURES, layout
-from pbxguard.screener.estimators import TIE_ORDER, CallOpeningClassifier, DecisionRule
+from pbxguard.screener.estimators import NEVER, TIE_ORDER, CallOpeningClassifier, DecisionRule, EarlyDecisions
 from pbxguard.screener.persist import load_pinned, manifest_pin
 from pbxguard.screener.verdict import LEARNED_CLASSES
 
@@ -52,6 +52,50 @@ def test_tune_raises_the_cost_only_of_the_class_that_takes_callers():
     rule = DecisionRule.tune(scores, y, {}, max_false_block=0.0)
     assert rule.human_costs == {"machine": 3.0}
     assert [rule.decide(s) for s in scores] == ["human"] * 4 + ["silence"] * 4
+
+
+def _scores(human: float) -> dict[str, float]:
+    return {"human": human, "noise": 1.0 - human}
+
+
+def test_early_thresholds_keep_live_callers_and_each_class_within_budget():
+    # 20 live callers, 20 noise; the window's answers are all right. At 500 ms one caller looks like
+    # noise (0.8) and two noise clips like callers (0.7); the rest are clear.
+    y = np.array(["human"] * 20 + ["noise"] * 20)
+    scores = [_scores(0.95)] * 19 + [_scores(0.2)] + [_scores(0.1)] * 18 + [_scores(0.7)] * 2
+
+    def tune(budget):
+        return EarlyDecisions.tune((500,), [scores], [np.zeros(40, bool)], y.copy(), np.full(40, 2000.0), y, budget)
+
+    (strict,) = tune(0.0)
+    assert strict["human"] == 0.95  # the clear callers go early; the two noise clips at 0.7 would cost noise
+    assert strict["noise"] == 0.9  # the clear noise goes early; the caller at 0.8 never does (live-caller rule)
+    (loose,) = tune(0.1)  # two of twenty noise answers may be lost
+    assert loose["human"] == 0.7 and loose["noise"] == 0.9  # a caller is never given noise, whatever the budget
+    assert all(loose.get(c, NEVER) == NEVER for c in ("machine", "silence", "fax", "tone", "music"))
+
+
+def test_early_thresholds_leave_proven_clips_fax_and_digital_silence_to_their_detectors():
+    y = np.array(["silence", "noise", "digital_silence", "fax", "human", "fax"])
+    scores = [[{"noise": 0.9, "silence": 0.1}] * 2 + [{"human": 0.6, "noise": 0.4}, {"fax": 0.99, "human": 0.01},
+                                                    {"human": 0.9, "noise": 0.1}, {"noise": 0.8, "fax": 0.2}]]
+    final_ms = np.array([300.0, 2000.0, 2000.0, 2000.0, 2000.0, 1900.0])  # the dead air was answered before 500 ms
+    proven = np.array([False, False, False, False, False, True])  # the last fax's late CNG proves it at 1.9 s
+
+    def tune(digital):
+        return EarlyDecisions.tune((500,), scores, [np.array(digital)], y.copy(), final_ms, y, 0.5, proven=proven)[0]
+
+    at_500 = tune([False, False, True, False, False, False])
+    assert at_500["noise"] == 0.9  # the dead air with a noise prefix was not open to it; the proven fax never is
+    assert at_500["digital_silence"] == 0.0 and at_500["human"] == 0.9
+    assert at_500.get("fax", NEVER) == NEVER  # a fax waits for its proof, however sure its prefix
+    unseen = tune([False] * 6)
+    assert unseen["digital_silence"] == NEVER  # no validation clip showed it safe
+    early = EarlyDecisions((500,), (), (at_500,))
+    assert early.decide(0, {"human": 0.6, "noise": 0.4}, digital_silence=True) == "digital_silence"
+    assert early.decide(0, {"human": 0.85, "noise": 0.15}, digital_silence=False) is None
+    assert early.decide(0, {"fax": 0.99, "human": 0.01}, digital_silence=False) is None
+    assert EarlyDecisions((500,), (), (unseen,)).decide(0, {"human": 0.95}, digital_silence=True) is None
 
 
 def test_tie_order_covers_the_learned_classes():

@@ -85,8 +85,9 @@ def test_shipped_models_on_the_bundled_examples():
 
 
 def test_batch_is_the_stream_however_the_audio_is_chunked(screener, small_corpus):
-    # AudioSocket's frames: mostly 320 bytes with a 24-byte one among them, and odd sizes from relays.
-    sizes = [160, 12, 160, 148, 7, 153, 160, 320]
+    # AudioSocket's frames: mostly 320 bytes with a 24-byte one among them, odd sizes from relays, and a
+    # recording read in large pieces (several 100 ms checks at once).
+    sizes = [160, 12, 160, 148, 7, 153, 160, 320, 4000, 160, 2411]
     for clip in sorted((small_corpus / "test").glob("*.wav")):
         samples = read_audio(clip)
         batch = screener.screen(samples)
@@ -99,6 +100,18 @@ def test_batch_is_the_stream_however_the_audio_is_chunked(screener, small_corpus
         verdict = verdict or stream.finish()
         assert (verdict.label, verdict.decided_ms, verdict.proven, verdict.scores) == \
                (batch.label, batch.decided_ms, batch.proven, batch.scores), clip.name
+
+
+def test_answers_come_at_the_early_horizons_and_from_the_audio_heard_by_then(screener, small_corpus):
+    learned_early = 0
+    for clip in sorted((small_corpus / "test").glob("*.wav")):
+        samples = read_audio(clip)
+        verdict = screener.screen(samples)
+        if verdict.decided_ms < screener.window_ms and (not verdict.proven or verdict.label == "digital_silence"):
+            assert verdict.decided_ms in screener.early.horizons_ms, clip.name
+            assert screener.screen(samples[: int(verdict.decided_ms) * 8]) == verdict  # nothing after it counted
+            learned_early += 1
+    assert learned_early >= 3
 
 
 @pytest.mark.parametrize("burst_starts_ms", [1500, 1750, 1975])

@@ -12,7 +12,9 @@ def test_manifest_records_what_made_the_model(small_models):
     manifest = json.loads((small_models / MANIFEST).read_text())
     assert manifest["files"][MODEL_FILE]["sha256"]
     assert manifest["seed"] == 7 and manifest["corpus"]["seed"] == 7
-    assert set(manifest["thresholds"]) == {*train.MIN_PRECISION, "human_costs", "synthetic_voice"}
+    assert set(manifest["thresholds"]) == {*train.MIN_PRECISION, "human_costs", "synthetic_voice", "early"}
+    assert [t["horizon_ms"] for t in manifest["thresholds"]["early"]] == list(train.EARLY_HORIZONS_MS)
+    assert manifest["skipped_clips"] == 0
     assert manifest["metrics"]["deadair_cv"]["precision"]["mean"] >= 0.7  # chance is ~0.14 (dead air is 1 class of 7)
     assert manifest["layout"] == layout()
 
@@ -25,6 +27,9 @@ def test_same_seed_gives_byte_identical_model_files(small_corpus, small_models, 
 def test_eval_on_held_out_split(screener, small_corpus):
     report = evaluate.run(small_corpus / "test", screener)
     assert report["clips"] > 0 and not report["unreadable"]
+    times = report["decision_ms"]
+    assert times["all"]["median"] <= times["all"]["p90"] <= screener.window_ms + 700 and 0 <= times["early_share"] <= 1
+    assert set(report["horizon_accuracy"]) == {*map(str, screener.early.horizons_ms), "engine"}
     assert set(report["targets"]) >= {"deadair_recall", "live_false_block_rate", "synthetic_voice_f1"}
     # Deterministic detectors on held-out clips: digital silence is never dead air, and vice versa.
     assert report["targets"]["deadair_taken_for_digital_silence"] == 0.0
