@@ -11,6 +11,7 @@ from pbxguard.screener import Screener
 from pbxguard.screener.verdict import CLASSES
 from pbxguard.train import signals
 from tests.signals import seconds, through_line
+from tests.streaming import same_answer, streamed
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "tests" / "examples"
@@ -85,21 +86,9 @@ def test_shipped_models_on_the_bundled_examples():
 
 
 def test_batch_is_the_stream_however_the_audio_is_chunked(screener, small_corpus):
-    # AudioSocket's frames: mostly 320 bytes with a 24-byte one among them, odd sizes from relays, and a
-    # recording read in large pieces (several 100 ms checks at once).
-    sizes = [160, 12, 160, 148, 7, 153, 160, 320, 4000, 160, 2411]
     for clip in sorted((small_corpus / "test").glob("*.wav")):
         samples = read_audio(clip)
-        batch = screener.screen(samples)
-        stream, pos, k = screener.stream(), 0, 0
-        verdict = None
-        while verdict is None and pos < len(samples):
-            verdict = stream.feed(samples[pos : pos + sizes[k % len(sizes)]])
-            pos += sizes[k % len(sizes)]
-            k += 1
-        verdict = verdict or stream.finish()
-        assert (verdict.label, verdict.decided_ms, verdict.proven, verdict.scores) == \
-               (batch.label, batch.decided_ms, batch.proven, batch.scores), clip.name
+        assert same_answer(streamed(screener, samples), screener.screen(samples)), clip.name
 
 
 def test_answers_come_at_the_early_horizons_and_from_the_audio_heard_by_then(screener, small_corpus):

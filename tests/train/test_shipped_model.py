@@ -3,8 +3,11 @@ run as written (each a fresh process, as an admin runs them) into a temporary fo
 
 import json
 
+from pbxguard.audio.files import read_audio
+from pbxguard.screener import Screener
 from pbxguard.screener.persist import DEFAULT_MODELS_DIR, MANIFEST, MODEL_FILE, SHIPPED_MANIFEST_SHA256, sha256_of
 from tests.readme import REPRODUCE, lines_to_run, run_line
+from tests.streaming import same_answer, streamed
 
 
 def test_the_shipped_model_byte_reproduces_from_readmes_commands(tmp_path):
@@ -18,3 +21,10 @@ def test_the_shipped_model_byte_reproduces_from_readmes_commands(tmp_path):
     # The manifest too, byte for byte: its hash is the pin in the package code.
     assert sha256_of(tmp_path / "models" / MANIFEST) == sha256_of(DEFAULT_MODELS_DIR / MANIFEST) == SHIPPED_MANIFEST_SHA256
     assert "macro-F1" in said[-1].stdout  # README's eval line
+
+    # One decision path: on every clip of the shipped model's test split, the stream fed as AudioSocket and
+    # a recording reader feed it gives what batch `screen()` gives, at the same decided_ms.
+    screener = Screener()
+    for clip in sorted((tmp_path / "corpus" / "test").glob("*.wav")):
+        samples = read_audio(clip)
+        assert same_answer(streamed(screener, samples), screener.screen(samples)), clip.name
