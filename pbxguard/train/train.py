@@ -49,6 +49,16 @@ def classifier(seed: int, workers: int) -> CallOpeningClassifier:
     return CallOpeningClassifier(deadair_columns=len(DEADAIR_FEATURES), random_state=seed, n_jobs=workers)
 
 
+def sequential(*forests) -> None:
+    """Predict in one thread from here on. A forest with n_jobs > 1 adds its trees' probabilities in the order
+    its threads finish, so the last bit of a score, and a threshold tuned on it, changed with the machine's
+    load (seen: the dead-air threshold 0.39903944773175537 against ...555). The worker count is not part of
+    the model either: the files stay identical."""
+    for forest in forests:
+        if forest is not None:
+            forest.set_params(n_jobs=None)
+
+
 def cross_validate_deadair(X: np.ndarray, y: np.ndarray, seed: int, workers: int) -> dict:
     """The paper's protocol for the dead-air forest: stratified shuffle-split CV on the training split."""
     model = classifier(seed, workers)
@@ -57,6 +67,7 @@ def cross_validate_deadair(X: np.ndarray, y: np.ndarray, seed: int, workers: int
     scores: dict[str, list[float]] = {"accuracy": [], "precision": [], "recall": []}
     for fit_idx, test_idx in StratifiedShuffleSplit(CV_SPLITS, test_size=0.2, random_state=seed).split(deadair, target):
         forest = model.make_forest(model.deadair_trees, 0).fit(deadair[fit_idx], target[fit_idx])
+        sequential(forest)
         predicted = forest.predict(deadair[test_idx])
         scores["accuracy"].append(accuracy_score(target[test_idx], predicted))
         scores["precision"].append(precision_score(target[test_idx], predicted, zero_division=0))
@@ -85,10 +96,8 @@ def train(corpus: str | Path, out: str | Path, seed: int = 1, site: list[str | P
     cv = cross_validate_deadair(X, y, seed, workers)
     learned = classifier(seed, workers).fit(X, y)
     synthetic_forest = _synthetic_stage(learned, X, y, synthetic)
+    sequential(learned, learned.deadair_, learned.opening_, synthetic_forest)
     rule = DecisionRule.tune(ScreenerModel(learned, None, DecisionRule()).scores(Xv), yv, MIN_PRECISION, MAX_FALSE_BLOCK)
-    for forest in (learned, learned.deadair_, learned.opening_, synthetic_forest):
-        if forest is not None:  # the worker count is not part of the model: keep files identical
-            forest.set_params(n_jobs=None)
     synthetic_cut = 1.0
     if synthetic_forest is not None:
         voices = ScreenerModel(learned, synthetic_forest, rule).synthetic_proba(Xv[yv == "human"])
@@ -159,9 +168,7 @@ def early_stage(model: ScreenerModel, clips: list[Clip], y: np.ndarray, val_clip
     for k, X in enumerate(prefixes):
         forest = CallOpeningClassifier(deadair_columns=len(DEADAIR_FEATURES), deadair_trees=EARLY_TREES, opening_trees=EARLY_TREES,
                                        random_state=seed + 10 * (k + 1), n_jobs=workers).fit(X, y)
-        for part in (forest, forest.deadair_, forest.opening_):
-            if part is not None:
-                part.set_params(n_jobs=None)
+        sequential(forest, forest.deadair_, forest.opening_)
         classifiers.append(forest)
     val_prefixes, digital, _ = extract_prefixes(val_clips, EARLY_HORIZONS_MS, workers, progress, "val prefixes")
     scores = [[dict(zip(map(str, c.classes_), row.tolist())) for row in c.predict_proba(X)] for c, X in zip(classifiers, val_prefixes)]
