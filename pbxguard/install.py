@@ -114,8 +114,9 @@ def _copy(source: Path, target: Path, mode: int, group: str) -> None:
     target.chmod(mode)
 
 
-def plan(user: str = USER) -> list[Step]:
+def plan() -> list[Step]:
     """What `install` would do on this host, in order; empty when everything is in place."""
+    user = USER  # the unit's User=
     commands = installed_commands()
     for hidden in HIDDEN_BY_UNIT:
         if commands["pbxguard"].is_relative_to(hidden):

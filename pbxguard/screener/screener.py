@@ -99,9 +99,8 @@ class Screener:
         scores = self._learned.scores(analysis)
         label = self.model.rule.decide(scores)
         confidence = scores[label] if label != ABSTAIN else max(scores.values())
-        if label in (HUMAN_CLASS, ABSTAIN, "machine") and self._synthetic is not None:
-            synthetic = float(self._synthetic.predict_proba(analysis.opening_vector)[1])
-            evidence["synthetic_voice"] = round(synthetic, 4)
+        if label in (HUMAN_CLASS, ABSTAIN, "machine"):
+            synthetic = self._synthetic_voice(analysis, evidence)
             if label != "machine" and synthetic >= self.model.synthetic_threshold:
                 label, confidence = "machine", synthetic  # a robocall's voice, whatever the live-caller cost says
         if label in (HUMAN_CLASS, ABSTAIN) and analysis.beep is not None and analysis.talk.utterances:
@@ -125,15 +124,21 @@ class Screener:
         digital = analysis.levels.digital_silence
         scores = self._early[k].scores(analysis) if not digital else _one_hot(DIGITAL_SILENCE)
         label = self.early.decide(k, scores, digital)
-        evidence = analysis.evidence()
-        if label in (HUMAN_CLASS, "machine") and self._synthetic is not None:
-            synthetic = float(self._synthetic.predict_proba(analysis.opening_vector)[1])
-            evidence["synthetic_voice"] = round(synthetic, 4)
-            if label == HUMAN_CLASS and synthetic >= self.model.synthetic_threshold:
-                return None  # it may be a robocall's voice: the whole window decides
         if label is None:
             return None
+        evidence = analysis.evidence()
+        if label in (HUMAN_CLASS, "machine"):
+            if self._synthetic_voice(analysis, evidence) >= self.model.synthetic_threshold and label == HUMAN_CLASS:
+                return None  # it may be a robocall's voice: the whole window decides
         return Verdict(label, scores[label], scores, evidence, analysis.window_ms, self.version, proven=digital)
+
+    def _synthetic_voice(self, analysis: Analysis, evidence: dict) -> float:
+        """P(synthetic voice) of a speech opening, also put in `evidence`; 0 without a synthetic-voice stage."""
+        if self._synthetic is None:
+            return 0.0
+        synthetic = float(self._synthetic.predict_proba(analysis.opening_vector)[1])
+        evidence["synthetic_voice"] = round(synthetic, 4)
+        return synthetic
 
 
 class ScreeningStream:
