@@ -13,6 +13,7 @@ import resource
 import shutil
 import tempfile
 import time
+import uuid
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -606,3 +607,93 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
         "esl_process_replaced": replaced,
         "wall_s": round(wall, 1),
     }
+
+
+WEB_QUERIES = {  # what an admin asks of the calls page, each a page of 100 newest first
+    "newest": "/calls",
+    "verdict (fax, 1 %)": "/calls?verdict=fax",
+    "action HANGUP": "/calls?action=HANGUP",
+    "challenge FAIL": "/calls?challenge=FAIL",
+    "one number": "/calls?number=%2B12025550417",
+    "a day, a week ago": "/calls?since={week_ago}&until={day_later}",
+    "page 50 deep": None,  # the cursor of the 5,000th newest call
+    "overview, 24 h": "/?range=24h",  # counts over the range: not a page of 100, reported beside it
+    "overview, 30 days": "/?range=30d",
+}
+
+
+def _fill_call_log(path: Path, rows: int, rng: np.random.Generator) -> None:
+    """`rows` calls over 30 days: a realistic mix of verdicts, actions, challenges and 10,000 callers."""
+    from pbxguard.store.calllog import SQLiteCallLog
+    from pbxguard.store.record import COLUMNS, CallRecord
+
+    log = SQLiteCallLog(path)
+    verdicts = ["human", "machine", "silence", "digital_silence", "fax", "tone", "music", "noise"]
+    weights = np.array([55, 20, 10, 3, 1, 6, 2, 3], float)
+    now = time.time()
+    evidence = {"levels": {"rms_dbfs": -27.5, "peak_dbfs": -8.8}, "tones": [], "beep_ms": None,
+                "speech_onset_ms": 320.0, "utterances_ms": [[320.0, 1460.0]], "speech_ms": 960.0}
+    chosen = rng.choice(len(verdicts), size=rows, p=weights / weights.sum())
+    started = np.sort(now - rng.uniform(0, 30 * 86400, rows))
+    callers = rng.integers(0, 10_000, rows)
+    sql = log._sql(f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})")
+    batch = []
+    for i in range(rows):
+        verdict = verdicts[chosen[i]]
+        action = "BRIDGE" if verdict == "human" else "HANGUP" if verdict in ("fax", "tone") else "CHALLENGE"
+        challenge = None if action != "CHALLENGE" else ("PASS", "FAIL")[i % 3 > 0]
+        batch.append(CallRecord(str(uuid.UUID(int=i, version=4)), "screened", started=float(started[i]),
+                                caller=f"+1202555{callers[i]:04d}", verdict=verdict, confidence=0.9, action=action,
+                                challenge=challenge, reason=verdict.upper(), decided_ms=2000.0,
+                                scores={verdict: 0.9}, evidence=evidence).row())
+        if len(batch) == 50_000 or i == rows - 1:
+            log.db.executemany(sql, batch)
+            log.db.commit()
+            batch = []
+    log.db.execute("ANALYZE")
+    log.close()
+
+
+def run_web(rows: int, rounds: int = 20) -> dict:
+    """Milliseconds to load a page of 100 calls (over loopback, logged in) from a call log of `rows` calls."""
+    from pbxguard import config
+    from pbxguard.testing.web import Client, WebPage
+    from pbxguard.web.auth import hash_password
+
+    folder = Path(tempfile.mkdtemp(prefix="pbxguard-web-bench-"))
+    try:
+        began = time.monotonic()
+        _fill_call_log(folder / "calls.db", rows, np.random.default_rng(BENCH_SEED))
+        filled_s = time.monotonic() - began
+        password = "bench password"
+        cfg = config.load(None).with_(database={"path": str(folder / "calls.db")},
+                                      web={"password_hash": hash_password(password), "secret_file": str(folder / "secret")})
+        page = WebPage(cfg)
+        client = Client(page.port)
+        client.login(password)
+        week_ago = time.time() - 7 * 86400
+        moment = "%Y-%m-%dT%H:%M"
+        result: dict = {"rows": rows, "fill_s": round(filled_s, 1)}
+        deep = ""
+        for name, query in WEB_QUERIES.items():
+            if query is None:
+                path = deep
+            else:
+                path = query.format(week_ago=time.strftime(moment, time.localtime(week_ago)),
+                                   day_later=time.strftime(moment, time.localtime(week_ago + 86400)))
+            times = []
+            for _ in range(rounds):
+                began = time.perf_counter()
+                status, _, body = client.get(path)
+                times.append((time.perf_counter() - began) * 1000)
+                assert status == 200, (path, status)
+            result[f"{name} ms"] = f"p50 {np.median(times):.1f} p90 {np.percentile(times, 90):.1f} ({body.count(b'<tr>') - 1} rows)"
+            if name == "newest":
+                deep = "/calls"
+                for _ in range(50):  # walk 50 pages down, as an admin clicking Older would
+                    older = client.get(deep)[2].split(b'id="older"')[0].rsplit(b'href="', 1)[1].split(b'"')[0]
+                    deep = older.decode().replace("&amp;", "&")
+        page.stop()
+        return result
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

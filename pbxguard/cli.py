@@ -97,7 +97,9 @@ def cmd_classify(args) -> int:
 def cmd_bench(args) -> int:
     from pbxguard import bench
 
-    if args.avmd:
+    if args.web_rows:
+        result = bench.run_web(args.web_rows, rounds=args.rounds * 4)
+    elif args.avmd:
         result = bench.run_avmd(_screener(args), args.avmd)
     elif args.soak:
         result = bench.run_soak(_screener(args), args.channels or 10, args.soak)
@@ -251,6 +253,37 @@ def cmd_install(args) -> int:
         return 2
 
 
+def cmd_web(args) -> int:
+    from pbxguard.web.auth import hash_password
+
+    if args.hash_password:
+        import getpass
+
+        if sys.stdin.isatty():
+            password = getpass.getpass("password: ")
+            if getpass.getpass("again: ") != password:
+                print("pbxguard web: the two passwords differ", file=sys.stderr)
+                return 2
+        else:
+            password = sys.stdin.readline().rstrip("\n")
+        if len(password) < 8:
+            print("pbxguard web: a password of 8 characters or more, please", file=sys.stderr)
+            return 2
+        print(hash_password(password))
+        return 0
+    from pbxguard import logs
+    from pbxguard.web.server import WebError, serve
+
+    cfg = _config(args)
+    logs.configure(cfg)
+    try:
+        serve(cfg)
+    except WebError as exc:
+        print(f"pbxguard web: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _since(text: str | None) -> float | None:
     import time
 
@@ -263,8 +296,6 @@ def _since(text: str | None) -> float | None:
 
 
 def cmd_calls(args) -> int:
-    import csv
-    import shutil
     import time
 
     from pbxguard.screener.verdict import CLASSES
@@ -293,16 +324,11 @@ def cmd_calls(args) -> int:
             return 2
         print(f"{args.id}: {args.label}")
     elif action == "export":
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        rows = [r for r in log_.calls(limit=10**9) if r.label and r.capture and Path(r.capture).exists()]
-        with open(out / "labels.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "class", "subclass"])
-            for r in rows:
-                shutil.copy(r.capture, out / f"{r.call_id}.wav")
-                writer.writerow([f"{r.call_id}.wav", r.label, r.challenge or "manual"])
-        print(f"exported {len(rows)} labelled calls to {out} (train on them: pbxguard train --corpus ... --site {out})")
+        from pbxguard.store.export import labelled_captures, write_site_folder
+
+        rows = labelled_captures(log_)
+        write_site_folder(rows, Path(args.out))
+        print(f"exported {len(rows)} labelled calls to {args.out} (train on them: pbxguard train --corpus ... --site {args.out})")
     log_.close()
     return 0
 
@@ -361,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: N concurrent SIPp calls with RTP through the real Asterisk in ../shared/pbx")
     p.add_argument("--freeswitch", type=int, default=0,
                    help="instead: about N concurrent loopback calls through the real FreeSWITCH in ../shared/pbx")
+    p.add_argument("--web-rows", type=int, default=0, metavar="N",
+                   help="instead: ms to load a page of 100 calls from `pbxguard web` over a call log of N calls")
     p.add_argument("--avmd", type=int, default=0,
                    help="instead: N voicemail beeps found by pbxguard and by mod_avmd in the real FreeSWITCH")
     p.add_argument("--soak", type=float, default=0.0,
@@ -418,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("install", help="production install as root: user, folders, /etc/pbxguard, the unit (no packages)")
     p.add_argument("--dry-run", action="store_true", help="say what it would do, change nothing")
     p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("web", help="the admin's web page: calls, captures, labels, caller-ID lists (web: in the config)")
+    config_option(p)
+    p.add_argument("--hash-password", action="store_true",
+                   help="print the hash of a password (asked for, or one line on stdin) for web.password_hash")
+    p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("calls", help="the call log: list, show, label, export")
     config_option(p)

@@ -125,6 +125,18 @@ class Log:
 
 
 @dataclass(frozen=True)
+class Web:
+    host: str = "127.0.0.1"
+    port: int = 8440
+    password_hash: str = ""
+    secret_file: str = "/var/lib/pbxguard/web-secret"
+    session_hours: float = 12.0
+    secure_cookie: bool = False
+    login_failures_per_minute: int = 5
+    full_numbers: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     engine: Engine = Engine()
     fastagi: FastAGI = FastAGI()
@@ -139,6 +151,7 @@ class Config:
     callerid: CallerID = CallerID()
     watchdog: Watchdog = Watchdog()
     log: Log = Log()
+    web: Web = Web()
     path: str | None = field(default=None, compare=False)  # the file it came from
 
     def allowed(self, address: str) -> bool:
@@ -235,11 +248,15 @@ def _validate(cfg: Config, source: str) -> None:
 
     if cfg.callerid.region not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError(f"{source}: 'callerid.region' {cfg.callerid.region!r} is not a region code (US, GB, DE, ...)")
-    for section in ("fastagi", "audiosocket", "metrics", "freeswitch"):
+    for section in ("fastagi", "audiosocket", "metrics", "freeswitch", "web"):
         if not 0 < getattr(cfg, section).port < 65536:
             raise ConfigError(f"{source}: '{section}.port' must be 1-65535")
     if not 0.2 <= cfg.watchdog.stall_s <= 30.0:
         raise ConfigError(f"{source}: 'watchdog.stall_s' must be 0.2-30 seconds")
+    if not 1 <= cfg.web.login_failures_per_minute <= 1000:
+        raise ConfigError(f"{source}: 'web.login_failures_per_minute' must be 1-1000")
+    if not 0.1 <= cfg.web.session_hours <= 24 * 30:
+        raise ConfigError(f"{source}: 'web.session_hours' must be 0.1-720")
     if not 200 <= cfg.engine.window_ms <= 10000:
         raise ConfigError(f"{source}: 'engine.window_ms' must be 200-10000")
 

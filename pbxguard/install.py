@@ -19,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pbxguard.shipped import CONFIG_FILE, DIALPLAN, UNIT_FILE
+from pbxguard.shipped import CONFIG_FILE, DIALPLAN, UNIT_FILE, WEB_UNIT_FILE
 
 USER = "pbxguard"
 ETC = Path("/etc/pbxguard")
 CONFIG_PATH = ETC / "pbxguard.yaml"
 STATE = Path("/var/lib/pbxguard")
 UNIT_PATH = Path("/etc/systemd/system/pbxguard.service")
+WEB_UNIT_PATH = Path("/etc/systemd/system/pbxguard-web.service")
 BIN = Path("/usr/local/bin")
 COMMANDS = ("pbxguard", "pbxguard-eagi")
 # The unit's ProtectHome=yes hides these from the daemon: a venv under them cannot be run by it.
@@ -141,8 +142,9 @@ def plan() -> list[Step]:
         link = _link(name, target)
         if link:
             steps.append(link)
-    if not UNIT_PATH.exists() or UNIT_PATH.read_bytes() != UNIT_FILE.read_bytes():
-        steps.append(Step(f"install the unit {UNIT_PATH}", lambda: _copy(UNIT_FILE, UNIT_PATH, 0o644, "root")))
+    for unit, path in ((UNIT_FILE, UNIT_PATH), (WEB_UNIT_FILE, WEB_UNIT_PATH)):
+        if not path.exists() or path.read_bytes() != unit.read_bytes():
+            steps.append(Step(f"install the unit {path}", functools.partial(_copy, unit, path, 0o644, "root")))
     for pbx in PBX_USERS:
         if user_exists(pbx) and user not in {g.gr_name for g in grp.getgrall() if pbx in g.gr_mem}:
             steps.append(Step(f"add the user {pbx} to the group {user} (the EAGI relay's and recordings' folders)",

@@ -42,7 +42,7 @@ STARVED_GRACE_S = 3.0
 DRAIN_TIMEOUT_S = 10.0  # SIGTERM: how long calls in progress may take to finish
 PRUNE_EVERY_S = 600.0
 # What a reload applies; the other sections (listeners, database, captures, metrics) need a restart.
-RELOADABLE = ("engine", "policy", "callerid", "log", "allow")
+RELOADABLE = ("engine", "policy", "callerid", "log", "allow", "web")  # web: `pbxguard web`'s, not the daemon's
 StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 

@@ -49,6 +49,14 @@ def matches(e164: str, pattern: str) -> bool:
     return e164.startswith(pattern[:-1]) if pattern.endswith("*") else e164 == pattern
 
 
+def listing(e164: str, lists: list[tuple[str, str, str]]) -> str | None:
+    """ALLOW, DENY or None for a number, given the (kind, pattern, note) lists; deny wins when on both."""
+    for kind in (DENY, ALLOW):
+        if any(k == kind and matches(e164, p) for k, p, _ in lists):
+            return kind
+    return None
+
+
 @dataclass(frozen=True)
 class Caller:
     raw: str
@@ -61,9 +69,13 @@ class Caller:
         return self.e164 is None
 
     def masked(self) -> str:
-        """For logs at info level: enough to tell calls apart, not the whole number."""
-        number = self.e164 or self.raw or "anonymous"
-        return number if len(number) < 7 else number[:4] + "*" * (len(number) - 7) + number[-3:]
+        return mask_number(self.e164 or self.raw)
+
+
+def mask_number(number: str) -> str:
+    """For logs at info level and the web page: enough to tell calls apart, not the whole number."""
+    number = number or "anonymous"
+    return number if len(number) < 7 else number[:4] + "*" * (len(number) - 7) + number[-3:]
 
 
 RATE_WINDOW_S = 60.0
@@ -81,12 +93,7 @@ class CallerIndex:
     def classify(self, raw: str, lists: list[tuple[str, str, str]], now: float | None = None) -> Caller:
         now = time.monotonic() if now is None else now
         e164 = normalise(raw, self.region)
-        listed = None
-        if e164:
-            for kind in (DENY, ALLOW):  # deny wins over allow when a number is on both
-                if any(k == kind and matches(e164, p) for k, p, _ in lists):
-                    listed = kind
-                    break
+        listed = listing(e164, lists) if e164 else None
         key = e164 or "anonymous"
         if key not in self.recent and len(self.recent) >= self.max_tracked:
             self._forget(now)

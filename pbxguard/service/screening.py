@@ -154,7 +154,7 @@ class ScreeningService:
             record = record.with_(verdict=verdict.label, confidence=round(verdict.confidence, 4),
                                   scores={c: round(verdict.scores[c], 4) for c in CLASSES},
                                   decided_ms=verdict.decided_ms, model=verdict.model,
-                                  speech_ms=verdict.evidence.get("speech_ms"))
+                                  speech_ms=verdict.evidence.get("speech_ms"), evidence=verdict.evidence)
         if decision is not None:
             record = record.with_(action=decision.action, reason=decision.reason)
         return record

@@ -32,13 +32,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (kind, pattern)
     );
     """,
+    # 2: the verdict's evidence, and an index per filter of the web page (a page of 100 from a million rows)
+    """
+    ALTER TABLE calls ADD COLUMN evidence TEXT;
+    CREATE INDEX calls_verdict ON calls (verdict, started);
+    CREATE INDEX calls_action ON calls (action, started);
+    CREATE INDEX calls_challenge ON calls (challenge, started);
+    """,
 )
+FILTERS = ("verdict", "action", "challenge", "caller")  # the columns calls() filters on by equality
 
 
 class CallLog:
     """Dialect-neutral SQL over a DB-API connection; subclasses connect and say how to write parameters."""
 
     placeholder = "?"
+    whole = "CAST({} AS INTEGER)"  # the integer part of a non-negative number (PostgreSQL's cast rounds)
     data_errors: tuple[type[Exception], ...] = ()  # what the database raises for a bad row rather than an outage
 
     def __init__(self, connection) -> None:
@@ -99,17 +108,53 @@ class CallLog:
             self._execute("UPDATE calls SET label = ? WHERE call_id = ?", [label, call_id])
         return bool(found)
 
-    def calls(self, since: float | None = None, verdict: str | None = None, caller: str | None = None,
-              limit: int = 100) -> list[CallRecord]:
-        where, params = [], []
-        for column, value, op in (("started", since, ">="), ("verdict", verdict, "="), ("caller", caller, "=")):
+    def calls(self, since: float | None = None, until: float | None = None, before: tuple[float, str] | None = None,
+              limit: int = 100, **equal: str | None) -> list[CallRecord]:
+        """Newest first. `equal` filters on FILTERS columns; `before` is the (started, call_id) of the last row of
+        the previous page: paging by key, which an index serves at any depth, where OFFSET would count rows."""
+        unknown = set(equal) - set(FILTERS)
+        if unknown:
+            raise TypeError(f"calls() filters on {', '.join(FILTERS)}, not {', '.join(sorted(unknown))}")
+        where, params = self._range(since, until)
+        for column, value in equal.items():
             if value is not None:
-                where.append(f"{column} {op} ?")
+                where.append(f"{column} = ?")
                 params.append(value)
+        if before is not None:
+            where.append("(started < ? OR (started = ? AND call_id < ?))")
+            params += [before[0], before[0], before[1]]
         sql = f"SELECT {', '.join(COLUMNS)} FROM calls"
         sql += (" WHERE " + " AND ".join(where)) if where else ""
-        rows = self._execute(sql + " ORDER BY started DESC LIMIT ?", [*params, limit])
+        rows = self._execute(sql + " ORDER BY started DESC, call_id DESC LIMIT ?", [*params, limit])
         return [CallRecord.from_row(r) for r in rows]
+
+    @staticmethod
+    def _range(since: float | None, until: float | None) -> tuple[list[str], list[Any]]:
+        where, params = [], []
+        for bound, op in ((since, ">="), (until, "<")):
+            if bound is not None:
+                where.append(f"started {op} ?")
+                params.append(bound)
+        return where, params
+
+    def counts(self, column: str, since: float, until: float, bucket_s: float) -> list[tuple[int, str | None, int]]:
+        """(bucket number from `since`, value of `column`, calls) over a time range: the overview's mix over time."""
+        if column not in FILTERS[:3] + ("status",):
+            raise ValueError(f"no counts by {column!r}")
+        where, params = self._range(since, until)
+        bucket = self.whole.format("(started - ?) / ?")
+        rows = self._execute(f"SELECT {bucket}, {column}, COUNT(*) FROM calls "
+                             f"WHERE {' AND '.join(where)} GROUP BY 1, 2 ORDER BY 1", [since, bucket_s, *params])
+        return [(int(b), value, int(n)) for b, value, n in rows]
+
+    def decision_times(self, since: float, until: float, step_ms: float = 20.0) -> list[tuple[str, float, int]]:
+        """(verdict, decided_ms rounded down to `step_ms`, calls): a histogram, so quantiles need no row scan
+        in Python."""
+        where, params = self._range(since, until)
+        step = self.whole.format("decided_ms / ?")
+        rows = self._execute(f"SELECT verdict, {step}, COUNT(*) FROM calls WHERE {' AND '.join(where)} "
+                             "AND decided_ms IS NOT NULL GROUP BY 1, 2", [step_ms, *params])
+        return [(verdict, int(b) * step_ms, int(n)) for verdict, b, n in rows]
 
     def call(self, call_id: str) -> CallRecord | None:
         rows = self._execute(f"SELECT {', '.join(COLUMNS)} FROM calls WHERE call_id = ?", [call_id])
@@ -147,7 +192,8 @@ class SQLiteCallLog(CallLog):
         # Callers' numbers: 0600 whatever the umask; SQLite gives its -wal and -shm files the same mode (and, as
         # root, the same owner).
         created = not path.exists()
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if created:  # never open and close an existing one: a close() drops every POSIX lock this process holds
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # on it, other connections' too (SQLite's FAQ)
         if created and os.geteuid() == 0:  # `pbxguard deny` as root before the first start: the file is the daemon's
             folder = path.parent.stat()
             os.chown(path, folder.st_uid, folder.st_gid)
@@ -161,6 +207,7 @@ class SQLiteCallLog(CallLog):
 
 class PostgresCallLog(CallLog):
     placeholder = "%s"
+    whole = "CAST(FLOOR({}) AS INTEGER)"
 
     def __init__(self, url: str) -> None:
         import psycopg

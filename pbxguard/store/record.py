@@ -35,22 +35,25 @@ class CallRecord:
     pressed: str | None = None
     label: str | None = None  # the class for retraining: from the challenge or set by hand
     error: str = ""
+    evidence: dict[str, Any] | None = None  # the verdict's evidence: levels, tones with times, speech, beep
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # not stored: e.g. the queue
 
     def with_(self, **changes: Any) -> CallRecord:
         return replace(self, **changes)
 
     def row(self) -> list[Any]:
-        """Values in COLUMNS order, scores as JSON text."""
+        """Values in COLUMNS order, scores and evidence as JSON text."""
         values = asdict(self)
-        values["scores"] = json.dumps(self.scores, sort_keys=True) if self.scores is not None else None
+        for name in JSON_COLUMNS:
+            values[name] = json.dumps(values[name], sort_keys=True) if values[name] is not None else None
         # PostgreSQL refuses NUL in text, and a caller ID can carry one.
         return [v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in (values[c] for c in COLUMNS)]
 
     @classmethod
     def from_row(cls, row: tuple) -> CallRecord:
         values = dict(zip(COLUMNS, row))
-        values["scores"] = json.loads(values["scores"]) if values["scores"] else None
+        for name in JSON_COLUMNS:
+            values[name] = json.loads(values[name]) if values[name] else None
         values["error"] = values["error"] or ""
         for text in ("channel", "uniqueid", "caller", "called", "mode"):
             values[text] = values[text] or ""
@@ -70,3 +73,4 @@ class ChallengeOutcome:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CallRecord) if f.name != "extra")
+JSON_COLUMNS = ("scores", "evidence")

@@ -107,8 +107,8 @@ class CallLogWriter:
         return self._append(op), None
 
     def _apply(self, db: CallLog, op: dict[str, Any]) -> Any:
-        if op["op"] == "call":
-            return db.record_call(CallRecord.from_row(tuple(op["row"][c] for c in COLUMNS)))
+        if op["op"] == "call":  # .get: a row spooled by an older pbxguard lacks the newer columns
+            return db.record_call(CallRecord.from_row(tuple(op["row"].get(c) for c in COLUMNS)))
         return db.record_challenge(*op["args"])
 
     def _replay(self) -> bool:

@@ -23,15 +23,15 @@ import yaml
 
 from pbxguard.audio.files import read_audio
 from pbxguard.doctor import Unit
-from pbxguard.install import BIN, CONFIG_PATH, ETC, STATE, UNIT_PATH, USER, user_exists
-from pbxguard.shipped import CONF, DIALPLAN, UNIT_FILE
+from pbxguard.install import BIN, CONFIG_PATH, ETC, STATE, UNIT_PATH, USER, WEB_UNIT_PATH, user_exists
+from pbxguard.shipped import CONF, DIALPLAN, UNIT_FILE, WEB_UNIT_FILE
 from pbxguard.testing.asterisk import FakeAsterisk
 from pbxguard.testing.pbx import stop_process
 from tests.conftest import SMALL_PER_CLASS
 from tests.readme import DEBIAN_ROOT_ENV, ROOT, block_with, run_line
 
 VENV = Path("/opt/pbxguard")
-MADE = [ETC, VENV, BIN / "pbxguard", BIN / "pbxguard-eagi", UNIT_PATH, STATE, Path("/run/pbxguard")]
+MADE = [ETC, VENV, BIN / "pbxguard", BIN / "pbxguard-eagi", UNIT_PATH, WEB_UNIT_PATH, STATE, Path("/run/pbxguard")]
 EXAMPLES = ROOT / "tests" / "examples"
 INSTALL_BLOCK = "/usr/bin/python3 -m venv /opt/pbxguard"
 START_LINE = "systemctl enable --now pbxguard"
@@ -128,7 +128,7 @@ def test_install_makes_the_user_folders_config_links_and_unit_and_a_second_run_c
     assert owner_and_mode(STATE) == (USER, USER, 0o750)
     assert (BIN / "pbxguard").resolve() == VENV / "bin" / "pbxguard"
     assert (BIN / "pbxguard-eagi").resolve() == VENV / "bin" / "pbxguard-eagi"
-    assert UNIT_PATH.read_bytes() == UNIT_FILE.read_bytes()
+    assert UNIT_PATH.read_bytes() == UNIT_FILE.read_bytes() and WEB_UNIT_PATH.read_bytes() == WEB_UNIT_FILE.read_bytes()
     installed = host["/opt/pbxguard/bin/pbxguard"].stdout
     assert "Gosub(pbxguard-screen,s,1(inbound,,${EXTEN}))" in installed and "#include extensions_pbxguard.conf" in installed
     before = {p: (p.lstat().st_mtime_ns, owner_and_mode(p)) for p in (ETC, CONFIG_PATH, STATE, UNIT_PATH)}

@@ -1,4 +1,6 @@
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 
@@ -82,3 +84,56 @@ def test_migrations_are_versioned_and_idempotent(call_log):
 def test_sqlite_is_in_wal_mode(tmp_path):
     SQLiteCallLog(tmp_path / "calls.db").close()
     assert sqlite3.connect(tmp_path / "calls.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_second_connection_in_one_process_leaves_the_first_ones_locks(tmp_path):
+    # The web page opens a connection per server thread beside each other. Opening and closing the database file
+    # by hand would drop every POSIX lock this process holds on it; another process (`pbxguard calls`) closing
+    # its connection would then think itself the last user and delete the WAL index under our feet.
+    path = tmp_path / "calls.db"
+    first = SQLiteCallLog(path)
+    first.record_call(record())
+    second = SQLiteCallLog(path)
+    second.record_call(record())
+    reader = f"import sqlite3; c = sqlite3.connect({str(path)!r}); c.execute('SELECT COUNT(*) FROM calls').fetchall(); c.close()"
+    subprocess.run([sys.executable, "-c", reader], check=True)
+    assert (tmp_path / "calls.db-shm").exists()
+    first.record_call(record())
+    assert len(second.calls()) == 3
+
+
+def test_pages_by_key_visit_every_call_once_newest_first(call_log):
+    now = time.time()
+    rows = [record(started=now - i // 2, verdict=("human", "machine")[i % 2], action=("BRIDGE", "CHALLENGE")[i % 3 > 0])
+            for i in range(25)]  # pairs share a start time: the call id breaks the tie
+    for r in rows:
+        call_log.record_call(r)
+    seen, before = [], None
+    while (page := call_log.calls(limit=4, before=before, verdict="machine")) and len(seen) < 100:  # a loop ends
+        seen += page
+        before = (page[-1].started, page[-1].call_id)
+    expected = sorted((r for r in rows if r.verdict == "machine"), key=lambda r: (r.started, r.call_id), reverse=True)
+    assert [r.call_id for r in seen] == [r.call_id for r in expected]
+    window = call_log.calls(since=now - 5, until=now - 2, action="CHALLENGE")
+    assert window and all(now - 5 <= r.started < now - 2 and r.action == "CHALLENGE" for r in window)
+    assert len(window) == sum(1 for r in rows if now - 5 <= r.started < now - 2 and r.action == "CHALLENGE")
+    with pytest.raises(TypeError):
+        call_log.calls(status="screened")
+
+
+def test_the_overview_counts_and_decision_times(call_log):
+    now = time.time()
+    for i, ms in enumerate((560.0, 1180.0, 2000.0, 2000.0)):
+        call_log.record_call(record(started=now - 3600 + i * 900, decided_ms=ms, verdict="tone" if ms < 2000 else "human",
+                                    challenge="PASS" if i == 3 else None))
+    by_bucket = call_log.counts("verdict", now - 3600, now, 1800)
+    assert sorted(by_bucket) == [(0, "tone", 2), (1, "human", 2)]
+    assert sorted(call_log.counts("challenge", now - 3600, now, 3600), key=str) == [(0, "PASS", 1), (0, None, 3)]
+    assert sorted(call_log.decision_times(now - 3600, now)) == [("human", 2000.0, 2), ("tone", 560.0, 1), ("tone", 1180.0, 1)]
+
+
+def test_the_evidence_round_trips(call_log):
+    evidence = {"tones": [{"name": "fax_cng", "start_ms": 1200.0}], "beep_ms": None, "levels": {"rms_dbfs": -24.0}}
+    r = record(evidence=evidence)
+    call_log.record_call(r)
+    assert call_log.call(r.call_id).evidence == evidence
