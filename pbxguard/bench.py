@@ -697,3 +697,35 @@ def run_web(rows: int, rounds: int = 20) -> dict:
         return result
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+LIBRARY_PROGRAM = """
+import sys, time
+import numpy as np
+from pbxguard.audio.files import read_audio
+from pbxguard.screener import Screener
+screener = Screener()
+clips = [read_audio(path) for path in sys.argv[1:]]
+for clip in clips:
+    screener.screen(clip)
+wall = []
+for _ in range(40):
+    for clip in clips:
+        began = time.perf_counter()
+        screener.screen(clip)
+        wall.append((time.perf_counter() - began) * 1000)
+print(f"{np.median(wall):.2f} {np.percentile(wall, 99):.2f} {len(wall)}")
+"""
+
+
+def run_library(examples: Path) -> dict:
+    """Wall time of `screen()` in a program of its own, without the commands' thread limits in its environment."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    files = [str(p) for p in sorted(examples.glob("*.wav"))]
+    done = subprocess.run([sys.executable, "-c", LIBRARY_PROGRAM, *files], capture_output=True, text=True, env=env,
+                          check=True, timeout=600)
+    median, p99, calls = done.stdout.split()
+    return {"calls": int(calls), "wall_median_ms": float(median), "wall_p99_ms": float(p99)}

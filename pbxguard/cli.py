@@ -97,7 +97,9 @@ def cmd_classify(args) -> int:
 def cmd_bench(args) -> int:
     from pbxguard import bench
 
-    if args.web_rows:
+    if args.library:
+        result = bench.run_library(args.library)
+    elif args.web_rows:
         result = bench.run_web(args.web_rows, rounds=args.rounds * 4)
     elif args.avmd:
         result = bench.run_avmd(_screener(args), args.avmd)
@@ -387,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: N concurrent SIPp calls with RTP through the real Asterisk in ../shared/pbx")
     p.add_argument("--freeswitch", type=int, default=0,
                    help="instead: about N concurrent loopback calls through the real FreeSWITCH in ../shared/pbx")
+    p.add_argument("--library", type=Path, metavar="DIR",
+                   help="instead: wall time of screen() on DIR's WAVs in a program without the commands' thread limits")
     p.add_argument("--web-rows", type=int, default=0, metavar="N",
                    help="instead: ms to load a page of 100 calls from `pbxguard web` over a call log of N calls")
     p.add_argument("--avmd", type=int, default=0,

@@ -29,6 +29,15 @@ CHECK_FRAMES = 5  # look for a proof, and at the early horizons, every 100 ms of
 LISTEN_ON_MS = 700
 
 
+def one_blas_thread() -> None:
+    """Cap BLAS at one thread for this process. The engine's matrices are small (a 65x65 Gram at most): a second
+    OpenBLAS thread costs more than it gives, and takes the core another call needs. The commands and the
+    daemon set the same limit in their environment; a program using the Screener as a library gets it here."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def _one_hot(label: str) -> dict[str, float]:
     return {c: float(c == label) for c in CLASSES}
 
@@ -64,6 +73,7 @@ class Screener:
         return screener
 
     def _use(self, model: ScreenerModel, version: str, window_ms: int) -> None:
+        one_blas_thread()
         self.model = model
         self.version = version
         self.window_ms = window_ms

@@ -149,3 +149,23 @@ def test_a_synthetic_voice_above_its_threshold_names_a_machine():
     assert screener.screen(robocall).label == "human"
     screener.model = replace(screener.model, synthetic_threshold=score - 0.001)  # the evidence is rounded
     assert screener.screen(robocall).label == "machine"
+
+
+def test_a_program_using_the_screener_gets_one_blas_thread():
+    # Without the commands' environment (OPENBLAS_NUM_THREADS=1), OpenBLAS starts a thread per core, which made
+    # screen() 2x slower in wall time on this 2-core machine.
+    import os
+    import subprocess
+    import sys
+
+    program = ("from threadpoolctl import threadpool_info\n"
+               "import numpy\n"
+               "before = max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas')\n"
+               "from pbxguard.screener import Screener\n"
+               "Screener()\n"
+               "after = max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas')\n"
+               "print(before, after)\n")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env["OPENBLAS_NUM_THREADS"] = "2"  # as on a machine of two cores or more, whatever this one has
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert done.stdout.split() == ["2", "1"], done.stdout
