@@ -258,7 +258,7 @@ def create_app(cfg: Config, open_log: Callable[[], CallLog], secret: bytes) -> F
     @app.get("/export.tar")
     def export():
         rows = labelled_captures(call_log())
-        spool = tempfile.TemporaryFile()  # noqa: SIM115 (send_file closes it)
+        spool = tempfile.TemporaryFile()  # send_file closes it
         with tarfile.open(fileobj=spool, mode="w") as tar:
             for name, content in site_files(rows):
                 if isinstance(content, Path):

@@ -88,6 +88,7 @@ def test_an_admin_reviews_relabels_and_denies_a_caller_in_the_browser(site, brow
     browser.find_element(By.NAME, "number").send_keys("(202) 555-0177")
     Select(browser.find_element(By.NAME, "verdict")).select_by_visible_text(screened.verdict)
     browser.find_element(By.ID, "filter").click()
+    wait.until(lambda b: "number=" in b.current_url)  # the filtered page, not the one the click left
     rows = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#calls tbody tr a"))
     assert len(rows) == 1
     rows[0].click()
