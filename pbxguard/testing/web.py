@@ -23,10 +23,20 @@ class WebPage:
         self.server = make_server(cfg, port=0)
         self.port = int(self.server.effective_port)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            # waitress has no shutdown from another thread: close() pulls the socket from under its select().
+            if not self.stopping:
+                raise
+
     def stop(self) -> None:
+        self.stopping = True
         self.server.close()
         self.thread.join(5)
 
