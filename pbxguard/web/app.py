@@ -151,10 +151,7 @@ def create_app(cfg: Config, open_log: Callable[[], CallLog], secret: bytes) -> F
 
     @app.get("/")
     def overview():
-        chosen = request.args.get("range", "24h")
-        span = RANGES.get(chosen, RANGES["24h"])
-        until = time.time()
-        since = until - span
+        chosen, span, since, until = _period()
         db = call_log()
         actions = _totals(db.counts("action", since, until, span))
         challenges = _totals(db.counts("challenge", since, until, span))
@@ -168,9 +165,7 @@ def create_app(cfg: Config, open_log: Callable[[], CallLog], secret: bytes) -> F
     def mix_chart(column: str):
         if column not in ("verdict", "action"):
             abort(404)
-        span = RANGES.get(request.args.get("range", "24h"), RANGES["24h"])
-        until = time.time()
-        since = until - span
+        _, span, since, until = _period()
         step = span / BUCKETS
         series: dict[str, list[int]] = {}
         for bucket, value, n in call_log().counts(column, since, until, step):
@@ -293,6 +288,14 @@ def _same_origin() -> bool:
         return True
     parts = urlsplit(seen)
     return f"{parts.scheme}://{parts.netloc}" == request.host_url.rstrip("/")
+
+
+def _period() -> tuple[str, int, float, float]:
+    """The overview's range from `?range=`: its name, length in seconds, and (since, until) ending now."""
+    chosen = request.args.get("range", "24h")
+    chosen = chosen if chosen in RANGES else "24h"
+    until = time.time()
+    return chosen, RANGES[chosen], until - RANGES[chosen], until
 
 
 def _local_path(target: str | None) -> str | None:
