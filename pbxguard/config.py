@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from pbxguard.policy.identity import ATTESTATION_ACTIONS
 from pbxguard.policy.rules import ACTIONS, DEFAULT_RULES, Rule
 from pbxguard.screener.persist import DEFAULT_MODELS_DIR
 
@@ -109,6 +110,9 @@ class CallerID:
     anonymous_action: str = ""
     max_calls_per_minute: int = 0
     rate_action: str = "CHALLENGE"
+    attestation_failed_action: str = ""  # STIR/SHAKEN: "" or CHALLENGE (never HANGUP: see policy.identity)
+    attestation_missing_action: str = ""
+    attestation_c_action: str = ""
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,10 @@ def _validate(cfg: Config, source: str) -> None:
     for action in actions:
         if action not in ACTIONS:
             raise ConfigError(f"{source}: policy action {action!r} must be one of {', '.join(ACTIONS)}")
+    c = cfg.callerid
+    for name in ("attestation_failed_action", "attestation_missing_action", "attestation_c_action"):
+        if getattr(c, name) not in ATTESTATION_ACTIONS:
+            raise ConfigError(f"{source}: 'callerid.{name}' must be \"\" or CHALLENGE: attestation alone never hangs up a call")
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{source}: 'log.level' must be debug, info, warning or error")
     import phonenumbers

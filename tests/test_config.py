@@ -25,6 +25,7 @@ def test_defaults_and_overrides(tmp_path):
     ("policy:\n  rules:\n    human:\n      action: BLOCK\n", "policy action 'BLOCK'"),
     ("policy:\n  rules:\n    robot: {action: HANGUP}\n", ":3: unknown key 'policy.rules.robot'"),
     ("fastagi: [1, 2\n", "not valid YAML"),
+    ("callerid:\n  attestation_failed_action: HANGUP\n", "attestation alone never hangs up a call"),
 ])
 def test_errors_name_the_key_and_line(tmp_path, text, message):
     with pytest.raises(config.ConfigError) as err:

@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "install": {"shipped"},
     "doctor": {"config", "install", "screener"},
     "supervisor": {"systemd"},
-    "config": {"policy.rules", "screener.persist"},
+    "config": {"policy.rules", "policy.identity", "screener.persist"},
     "service": {"screener", "policy", "protocols", "relays.contract", "store", "metrics", "config", "audio"},
     "logs": {"config.Config"},
     "server": {"config", "logs", "service", "protocols", "relays.contract", "relays.freeswitch", "store", "systemd", "metrics",

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import phonenumbers
 
+from pbxguard.policy.identity import NOT_CHECKED, Identity
+
 ALLOW, DENY = "allow", "deny"
 ANONYMOUS = {"", "unknown", "anonymous", "restricted", "private", "unavailable"}
 
@@ -18,8 +20,9 @@ class CallerIDError(ValueError):
 
 
 def normalise(number: str, region: str = "US") -> str | None:
-    """E.164 (+15551234567) for a valid number; None for anonymous or invalid caller IDs."""
-    number = (number or "").strip()
+    """E.164 (+15551234567) for a valid number; None for anonymous or invalid caller IDs. URI parameters
+    after the number (`+15551234567;verstat=...`, as FreeSWITCH passes a signed caller's) are not part of it."""
+    number = (number or "").split(";", 1)[0].strip()
     if number.lower() in ANONYMOUS:
         return None
     try:
@@ -63,6 +66,7 @@ class Caller:
     e164: str | None
     listed: str | None  # ALLOW, DENY or None
     calls_last_minute: int
+    identity: Identity = NOT_CHECKED  # STIR/SHAKEN, as the dialplan passed it to `screen`
 
     @property
     def anonymous(self) -> bool:
@@ -90,7 +94,8 @@ class CallerIndex:
         self.max_tracked = max_tracked
         self.recent: dict[str, deque] = defaultdict(deque)
 
-    def classify(self, raw: str, lists: list[tuple[str, str, str]], now: float | None = None) -> Caller:
+    def classify(self, raw: str, lists: list[tuple[str, str, str]], now: float | None = None,
+                 identity: Identity = NOT_CHECKED) -> Caller:
         now = time.monotonic() if now is None else now
         e164 = normalise(raw, self.region)
         listed = listing(e164, lists) if e164 else None
@@ -101,7 +106,7 @@ class CallerIndex:
         window.append(now)
         while window and now - window[0] > RATE_WINDOW_S:
             window.popleft()
-        return Caller(raw, e164, listed, len(window))
+        return Caller(raw, e164, listed, len(window), identity)
 
     def _forget(self, now: float) -> None:
         """Spoofed numbers must not grow the table: drop callers quiet for a minute, then the oldest seen."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 import uuid as uuidlib
@@ -49,6 +50,19 @@ def fs_variable(name: str, value: str) -> tuple[str, str]:
     if name == "AMDCAUSE":
         return "amd_cause", value.split("-", 1)[0]
     return name.lower(), value
+
+
+def verstat(data: dict) -> str:
+    """STIR/SHAKEN as FreeSWITCH exposes it: `sip_verstat` when the dialplan ran `sofia_stir_shaken_vs`
+    (FreeSWITCH's own verification), else the verstat a carrier put on P-Asserted-Identity or From (sofia
+    puts those in the user part: `+12025550143;verstat=TN-Validation-Passed`)."""
+    for name in ("variable_sip_verstat_detailed", "variable_sip_verstat", "variable_sip_P-Asserted-Identity",
+                 "variable_sip_from_user"):
+        found = re.search(r"(?:^|verstat=)((?:TN-Validation-(?:Passed|Failed)|No-TN-Validation)(?:-[ABC])?)",
+                          data.get(name, ""))
+        if found:
+            return found.group(1)
+    return ""
 
 
 class ScreeningCall:
@@ -133,8 +147,9 @@ class ScreeningCall:
     def _environment(self, data: dict, call_id: str) -> bytes:
         mode = data.get("variable_pbxguard_mode") or "inbound"
         window = data.get("variable_pbxguard_window_ms") or "2000"
-        return agi_wire.encode_environment({agi_wire.SCRIPT: "screen", **self._call_headers(data), "agi_arg_1": mode,
-                                            "agi_arg_2": window, CALL_ID_HEADER: call_id})
+        args = (mode, window, "", "", verstat(data))  # the screen route's arguments, as Asterisk's dialplan passes them
+        return agi_wire.encode_environment({agi_wire.SCRIPT: "screen", **self._call_headers(data), CALL_ID_HEADER: call_id,
+                                            **{f"agi_arg_{i}": a for i, a in enumerate(args, 1)}})
 
     def _pump(self, path: Path, audio: socket.socket) -> None:
         """Tail the growing recording into AudioSocket frames until the daemon closes or the call ends."""

@@ -61,7 +61,7 @@ class Recorder:
         """Commit one call's record (and its capture), then count and log it."""
         record = record.with_(started=record.started or time.time())
         if caller is not None:
-            record = record.with_(caller=caller.e164 or caller.raw)
+            record = record.with_(caller=caller.e164 or caller.raw, identity=caller.identity.record())
         if self.captures is not None and samples is not None and len(samples):
             try:
                 record = record.with_(capture=str(await self._run(self.captures.save, record.call_id, samples)))
@@ -78,6 +78,8 @@ class Recorder:
     def _log_line(self, record: CallRecord, caller: Caller | None) -> None:
         shown: dict[str, Any] = {k: None if getattr(record, k) == "" else getattr(record, k) for k in LOGGED_FIELDS}
         shown["caller"] = (caller.e164 or caller.raw) if caller and self.full_numbers else (caller.masked() if caller else None)
+        if record.identity:
+            shown["identity"] = "/".join(filter(None, (record.identity["status"], record.identity["attestation"])))
         if self.json_lines:
             log.info(json.dumps(shown))
         else:

@@ -3,7 +3,8 @@
 Asterisk reaches it over FastAGI (`agi://HOST:4573/screen`) and AudioSocket; the EAGI and FreeSWITCH relays
 reach the same routes over the daemon's local sockets, with the audio coming another way.
 
-screen (AGI arguments: inbound|outbound, window ms, the dialled number): make a call id (uuid4), ask Asterisk to stream the
+screen (AGI arguments: inbound|outbound, window ms, the dialled number, the STIR/SHAKEN attestation and
+verification result, see `policy.identity`): make a call id (uuid4), ask Asterisk to stream the
 caller's audio with `EXEC AudioSocket "<id>,<our address>"` (a relayed call brings its own id and audio),
 let the audio side feed the call until the verdict is ready (then it closes the socket and AudioSocket()
 returns), and set the channel variables. If the caller hangs up first, nothing is set and the call is
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from pbxguard.config import Config
 from pbxguard.policy.callerid import DENY, Caller, CallerIndex
 from pbxguard.policy.callers import CallerRules
+from pbxguard.policy.identity import NOT_CHECKED, Identity
 from pbxguard.policy.rules import Decision, Policy
 from pbxguard.protocols import agi
 from pbxguard.protocols.fastagi import AGIError, FastAGIRequest
@@ -63,14 +65,15 @@ class ScreeningService:
         """The settings a reload may change while calls are in progress: policy and caller-ID rules."""
         self.policy = Policy(config.policy.rules, config.policy.low_confidence_action)
         c = config.callerid
-        self.caller_rules = CallerRules(c.anonymous_action, c.max_calls_per_minute, c.rate_action)
+        self.caller_rules = CallerRules(c.anonymous_action, c.max_calls_per_minute, c.rate_action, c.attestation_failed_action,
+                                        c.attestation_missing_action, c.attestation_c_action)
         self.callers.region = c.region
 
     def routes(self) -> dict[str, Callable[[FastAGIRequest], Awaitable[None]]]:
         return {"screen": self.screen, "challenge": self.challenge, "check": self.check}
 
-    async def _caller(self, request: FastAGIRequest) -> Caller:
-        return self.callers.classify(request.headers.get("agi_callerid", ""), await self.recorder.lists())
+    async def _caller(self, request: FastAGIRequest, identity: Identity = NOT_CHECKED) -> Caller:
+        return self.callers.classify(request.headers.get("agi_callerid", ""), await self.recorder.lists(), identity=identity)
 
     @staticmethod
     def _details(request: FastAGIRequest, call_id: str, mode: str = "") -> CallRecord:
@@ -98,7 +101,7 @@ class ScreeningService:
         if len(args) > 2 and args[2]:  # inside the Gosub the extension is `s`: the dialplan passes the number
             details = details.with_(called=args[2])
         call = self.registry.open(details, window)
-        caller = await self._caller(request)
+        caller = await self._caller(request, Identity.from_pbx(*(args[3:5] + ["", ""])[:2]))
         try:
             if relayed:
                 reply = {}

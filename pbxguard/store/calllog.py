@@ -39,6 +39,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX calls_action ON calls (action, started);
     CREATE INDEX calls_challenge ON calls (challenge, started);
     """,
+    # 3: the caller ID's STIR/SHAKEN verification
+    """
+    ALTER TABLE calls ADD COLUMN identity TEXT;
+    """,
 )
 FILTERS = ("verdict", "action", "challenge", "caller")  # the columns calls() filters on by equality
 

@@ -36,13 +36,14 @@ class CallRecord:
     label: str | None = None  # the class for retraining: from the challenge or set by hand
     error: str = ""
     evidence: dict[str, Any] | None = None  # the verdict's evidence: levels, tones with times, speech, beep
+    identity: dict[str, str] | None = None  # STIR/SHAKEN: status, attestation, the verifier's word (policy.identity)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # not stored: e.g. the queue
 
     def with_(self, **changes: Any) -> CallRecord:
         return replace(self, **changes)
 
     def row(self) -> list[Any]:
-        """Values in COLUMNS order, scores and evidence as JSON text."""
+        """Values in COLUMNS order, the JSON_COLUMNS as JSON text."""
         values = asdict(self)
         for name in JSON_COLUMNS:
             values[name] = json.dumps(values[name], sort_keys=True) if values[name] is not None else None
@@ -73,4 +74,4 @@ class ChallengeOutcome:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CallRecord) if f.name != "extra")
-JSON_COLUMNS = ("scores", "evidence")
+JSON_COLUMNS = ("scores", "evidence", "identity")

@@ -7,6 +7,7 @@ from pbxguard.policy.callerid import CallerIDError, CallerIndex, list_pattern, n
     ("+1 (202) 555-0143", "US", "+12025550143"),
     ("2025550143", "US", "+12025550143"),
     ("020 7946 0958", "GB", "+442079460958"),
+    ("+12025550143;verstat=TN-Validation-Passed", "US", "+12025550143"),  # a FreeSWITCH caller ID's URI parameters
     ("anonymous", "US", None), ("", "US", None), ("123", "US", None), ("not a number", "US", None),
 ])
 def test_normalise(raw, region, e164):
