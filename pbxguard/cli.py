@@ -154,6 +154,18 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from pbxguard.train import evaluate
 
+    if args.transcript:
+        from pbxguard.asr.engines import EngineError, make_engine
+        from pbxguard.asr.stage import TranscriptStage
+
+        try:
+            stage = TranscriptStage(make_engine(args.transcript, args.vosk_model), unsure_below=args.unsure_below)
+        except EngineError as exc:
+            print(f"pbxguard: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(evaluate.transcript_effect(args.folder, _screener(args), stage, args.labels), indent=1))
+        return 0
+
     report = evaluate.run(args.folder, _screener(args), args.labels)
     print(evaluate.format_report(report))
     for problem in report["unreadable"]:
@@ -492,6 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path)
     p.add_argument("--labels", type=Path, help="labels CSV (default: FOLDER/labels.csv or class subfolders)")
     p.add_argument("--report", type=Path, help="also write report.json, report.txt and plots here")
+    p.add_argument("--transcript", choices=("pocketsphinx", "vosk"),
+                   help="instead: what the transcript stage changes, with this engine (README, \"Transcripts\")")
+    p.add_argument("--vosk-model", default="", help="with --transcript vosk: the model folder")
+    p.add_argument("--unsure-below", type=float, default=0.85, help="with --transcript: as transcript.unsure_below")
     engine_options(p)
     p.set_defaults(func=cmd_eval)
     return parser

@@ -116,6 +116,17 @@ class CallerID:
 
 
 @dataclass(frozen=True)
+class Transcript:
+    enabled: bool = False
+    engine: str = "pocketsphinx"  # or vosk
+    vosk_model: str = ""  # a vosk model folder (engine: vosk)
+    workers: int = 1  # threads; at most this many transcripts at once
+    budget_ms: float = 1500.0  # wall time a verdict waits for its transcript
+    unsure_below: float = 0.85  # human and machine verdicts below this confidence are transcribed
+    store_words: bool = False  # the words in the call log: personal data
+
+
+@dataclass(frozen=True)
 class Watchdog:
     enabled: bool = True
     stall_s: float = 0.75
@@ -153,6 +164,7 @@ class Config:
     captures: Captures = Captures()
     metrics: Metrics = Metrics()
     callerid: CallerID = CallerID()
+    transcript: Transcript = Transcript()
     watchdog: Watchdog = Watchdog()
     log: Log = Log()
     web: Web = Web()
@@ -250,6 +262,11 @@ def _validate(cfg: Config, source: str) -> None:
     for name in ("attestation_failed_action", "attestation_missing_action", "attestation_c_action"):
         if getattr(c, name) not in ATTESTATION_ACTIONS:
             raise ConfigError(f"{source}: 'callerid.{name}' must be \"\" or CHALLENGE: attestation alone never hangs up a call")
+    t = cfg.transcript
+    if t.engine not in ("pocketsphinx", "vosk") or (t.engine == "vosk" and t.enabled and not t.vosk_model):
+        raise ConfigError(f"{source}: 'transcript.engine' must be pocketsphinx, or vosk with 'transcript.vosk_model'")
+    if not (1 <= t.workers <= 64 and 10 <= t.budget_ms <= 10000 and 0 <= t.unsure_below <= 1.01):
+        raise ConfigError(f"{source}: 'transcript': workers 1-64, budget_ms 10-10000, unsure_below 0-1.01")
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{source}: 'log.level' must be debug, info, warning or error")
     import phonenumbers

@@ -22,6 +22,8 @@ from typing import Any, cast
 
 from pbxguard import config as config_module
 from pbxguard import logs, systemd
+from pbxguard.asr.engines import EngineError
+from pbxguard.asr.stage import TranscriptStage
 from pbxguard.config import Config
 from pbxguard.metrics import Metrics
 from pbxguard.protocols.audiosocket import AudioSocketConnection, Timeouts
@@ -89,6 +91,17 @@ class _Refused(asyncio.Protocol):
         transport.close()
 
 
+def transcript_stage(settings: config_module.Transcript) -> TranscriptStage | None:
+    """The configured transcript stage, its engine loaded now (an EngineError at startup, not per call)."""
+    if not settings.enabled:
+        return None
+    from pbxguard.asr.engines import make_engine
+    from pbxguard.asr.stage import TranscriptStage
+
+    return TranscriptStage(make_engine(settings.engine, settings.vosk_model), settings.workers, settings.budget_ms,
+                           settings.unsure_below, settings.store_words)
+
+
 def raise_fd_limit(wanted: int) -> None:
     """Open files up to the hard limit: every connection is one, and running out stalls accept() for all."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -137,7 +150,8 @@ class Server:
         writer = CallLogWriter(lambda: open_call_log(db.path, db.url), db.spool_path, db.retry_s)
         self.metrics.pending.set_function(lambda: writer.pending)
         self.recorder = Recorder(writer, self.captures, self.metrics, config.log.json, config.log.full_numbers)
-        self.service = ScreeningService(self.registry, self.recorder, config)
+        self.transcripts = transcript_stage(config.transcript)
+        self.service = ScreeningService(self.registry, self.recorder, config, self.transcripts)
         self.servers: list[asyncio.Server] = []
         self.stopping = asyncio.Event()
         self.metrics_server: Any = None
@@ -334,6 +348,8 @@ class Server:
         if self.metrics_server is not None:
             self.metrics_server[0].shutdown()
         self.recorder.close()
+        if self.transcripts is not None:
+            self.transcripts.close()
 
     async def run(self, heartbeat: int | None = None) -> None:
         """Serve until SIGTERM or SIGINT. With `heartbeat` (a pipe to the supervisor) the event loop writes a
@@ -384,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         die_with_parent()
     try:
         asyncio.run(Server(cfg).run(heartbeat))
-    except (OSError, ModelError) as exc:
+    except (OSError, ModelError, EngineError) as exc:
         print(f"pbxguard: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,5 @@
-"""Resampling to 8 kHz: whole signals (files) and chunk by chunk (a live stream at another rate)."""
+"""Resampling to 8 kHz: whole signals (files) and chunk by chunk (a live stream at another rate); and from it, for
+speech recognisers that want 16 kHz."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ def to_int16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
 
 
-def resample(x: np.ndarray, rate: int) -> np.ndarray:
-    """A whole signal at `rate` Hz to SAMPLE_RATE, as float64."""
-    g = gcd(rate, SAMPLE_RATE)
-    return resample_poly(x, SAMPLE_RATE // g, rate // g)
+def resample(x: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """A whole signal at `rate` Hz to `target` Hz (SAMPLE_RATE unless said), as float64."""
+    g = gcd(rate, target)
+    return resample_poly(x, target // g, rate // g)
 
 
 class StreamResampler:

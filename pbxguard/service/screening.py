@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from pbxguard.asr.stage import TranscriptStage
 from pbxguard.config import Config
 from pbxguard.policy.callerid import DENY, Caller, CallerIndex
 from pbxguard.policy.callers import CallerRules
@@ -54,8 +55,10 @@ def canonical_uuid(text: str) -> str | None:
 
 
 class ScreeningService:
-    def __init__(self, registry: CallRegistry, recorder: Recorder, config: Config) -> None:
+    def __init__(self, registry: CallRegistry, recorder: Recorder, config: Config,
+                 transcripts: TranscriptStage | None = None) -> None:
         self.registry = registry
+        self.transcripts = transcripts
         self.recorder = recorder
         self.callers = CallerIndex(config.callerid.region)
         self.audiosocket_address = config.audiosocket.advertise
@@ -119,6 +122,8 @@ class ScreeningService:
                 await self.recorder.call(self._record(call, None, None, "no_audio"), caller)
                 await self._set(request, fail_open_variables(call_id, "NO_AUDIO"))
                 return
+            if self.transcripts is not None:
+                verdict = await self.transcripts.revise(verdict, call.stream.samples)
             decision = self.policy.decide(verdict, self.caller_rules.signals(caller))
             variables = channel_variables(verdict, decision, call_id, mode)
             window_end = time.monotonic()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
+from pbxguard.asr.stage import TranscriptStage
 from pbxguard.audio.files import AudioError, read_audio
 from pbxguard.policy.rules import Policy
 from pbxguard.screener import Screener
@@ -208,3 +209,45 @@ def write_report(report: dict, out: str | Path) -> list[Path]:
     plt.close(fig)
     written.append(out / "confusion.png")
     return written
+
+
+def transcript_effect(folder: str | Path, screener: Screener, stage: TranscriptStage, labels_csv: str | Path | None = None,
+                      policy: Policy | None = None) -> dict:
+    """What the transcript stage changes on a labelled folder: live-vs-machine accuracy (clips of either
+    class called right), live callers not bridged, machines bridged, the verdicts it moved, and the CPU of
+    each transcript (engine time in its thread), overall and per part (recorded, generated)."""
+    policy = policy or Policy()
+    rows = []
+    for clip in read_labelled(folder, labels_csv):
+        try:
+            samples = read_audio(clip.path, min_seconds=screener.window_ms / 1000)
+        except AudioError:
+            continue
+        screened = screener.screen(samples)
+        revised = stage.revise_now(screened, samples)
+        done = revised.evidence.get("transcript")
+        rows.append((clip.label, screened.label, revised.label, policy.decide(screened).action, policy.decide(revised).action,
+                     done["cpu_ms"] if done else np.nan, done is not None, recorded(clip.source), bool(done and done["blank"])))
+    if not rows:
+        return {"clips": 0}
+    truth, before, after, act0, act1, cpu, ran, real, blank = (np.array(c) for c in zip(*rows))
+
+    def summary(m: np.ndarray) -> dict:
+        lvm = m & np.isin(truth, ("human", "machine"))
+        humans, machines = m & (truth == "human"), m & (truth == "machine")
+        spent = cpu[m & ran]
+        return {
+            "clips": int(m.sum()), "transcribed": int((m & ran).sum()), "verdicts_moved": int((m & (before != after)).sum()),
+            "moved_right": int((m & (before != after) & (after == truth)).sum()),
+            "moved_wrong": int((m & (before != after) & (before == truth)).sum()),
+            "live_vs_machine_accuracy": {"without": _rate(before == truth, lvm), "with": _rate(after == truth, lvm)},
+            "live_callers_not_bridged": {"without": _rate(act0 != "BRIDGE", humans), "with": _rate(act1 != "BRIDGE", humans)},
+            "machines_bridged": {"without": _rate(act0 == "BRIDGE", machines), "with": _rate(act1 == "BRIDGE", machines)},
+            "dead_air_blank": _rate(blank, m & ran & (before == "silence")),
+            "cpu_ms_per_transcript": {"median": round(float(np.median(spent)), 1) if len(spent) else None,
+                                      "p99": round(float(np.percentile(spent, 99)), 1) if len(spent) else None},
+        }
+
+    everything = np.ones(len(truth), dtype=bool)
+    return {"engine": stage.engine.name, "unsure_below": stage.unsure_below, **summary(everything),
+            "parts": {part: summary(m) for part, m in zip(PARTS, (real, ~real)) if m.any()}}

@@ -361,3 +361,26 @@ def test_doctor_checks_asterisk_and_readmes_lines_install_the_dialplan(asterisk_
         assert doctor()[-1].startswith(f"FAIL  asterisk: {cli} did not answer: ")
     finally:
         asterisk.stop()
+
+
+def test_the_transcript_stage_on_a_real_call(asterisk_prefix, tmp_path, calls_audio):
+    # Every human/machine verdict transcribed (unsure_below above 1), words kept: the evidence reaches the call log.
+    daemon = Daemon(transcript={"enabled": True, "unsure_below": 1.01, "store_words": True, "budget_ms": 5000.0})
+    pbx = PBX(tmp_path, daemon)
+    try:
+        outcome = pbx.outcome(pbx.call(pbx.wav("live", calls_audio["live"])))
+    finally:
+        pbx.stop()
+        daemon.stop()
+    record = daemon.call_log().call(outcome["call_id"])
+    transcript = record.evidence["transcript"]
+    assert transcript["engine"] == "pocketsphinx" and transcript["words"] == len(transcript["text"].split()) > 0
+    assert outcome["verdict"] == record.verdict.upper()  # the channel variables carry the revised verdict
+    from markupsafe import escape
+
+    from tests.web.page import serving
+
+    with serving(Path(daemon.rundir)) as client:  # and the admin's page shows it
+        client.login()
+        body = client.get(f"/calls/{record.call_id}")[2].decode()
+    assert f"pocketsphinx: {transcript['words']} word(s)" in body and str(escape(transcript["text"])) in body
