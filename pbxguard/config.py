@@ -122,7 +122,7 @@ class Transcript:
     vosk_model: str = ""  # a vosk model folder (engine: vosk)
     workers: int = 1  # threads; at most this many transcripts at once
     budget_ms: float = 1500.0  # wall time a verdict waits for its transcript
-    unsure_below: float = 0.85  # human and machine verdicts below this confidence are transcribed
+    unsure_below: float = 0.85  # human verdicts below this confidence are transcribed (and dead air)
     store_words: bool = False  # the words in the call log: personal data
 
 

@@ -2,7 +2,7 @@
 seconds": SPOOFex's blank-call check, and the words that give a machine away or confirm a person).
 
 It never runs unless configured (`transcript.enabled`), and then only where it can change the decision: a
-human or machine verdict below `transcript.unsure_below` confidence, and dead air (the blank-call check:
+human verdict below `transcript.unsure_below` confidence (a machine's words make it a machine), and dead air (the blank-call check:
 evidence only). The engines (`engines.py`): pocketsphinx with its bundled en-US model (no download) or
 vosk with a model folder a site downloads. Their words become evidence (`evidence.py`); `stage.py` runs
 them in worker threads off the event loop within a wall-time budget, and the verdict goes on without them

@@ -12,7 +12,7 @@ import numpy as np
 
 from pbxguard.asr import Transcript
 from pbxguard.asr.engines import Engine
-from pbxguard.asr.evidence import SWITCHABLE, revised
+from pbxguard.asr.evidence import REVISABLE, revised
 from pbxguard.screener.verdict import Verdict
 
 log = logging.getLogger("pbxguard.transcript")
@@ -41,7 +41,7 @@ class TranscriptStage:
         """Only where the transcript can change the decision, or check a blank call."""
         if verdict.proven:
             return False
-        return (verdict.label in SWITCHABLE and verdict.confidence < self.unsure_below) or verdict.label in BLANK_CHECKED
+        return (verdict.label in REVISABLE and verdict.confidence < self.unsure_below) or verdict.label in BLANK_CHECKED
 
     def transcribe(self, samples: np.ndarray) -> Transcript:
         start = time.thread_time()
