@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from pbxguard import config as config_module
 from pbxguard import logs, systemd
-from pbxguard.asr.engines import EngineError
+from pbxguard.asr.engines import EngineError, make_engine
 from pbxguard.asr.stage import TranscriptStage
 from pbxguard.config import Config
 from pbxguard.metrics import Metrics
@@ -95,9 +95,6 @@ def transcript_stage(settings: config_module.Transcript) -> TranscriptStage | No
     """The configured transcript stage, its engine loaded now (an EngineError at startup, not per call)."""
     if not settings.enabled:
         return None
-    from pbxguard.asr.engines import make_engine
-    from pbxguard.asr.stage import TranscriptStage
-
     return TranscriptStage(make_engine(settings.engine, settings.vosk_model), settings.workers, settings.budget_ms,
                            settings.unsure_below, settings.store_words)
 
