@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from pbxguard.policy.callers import CallerRules
 from pbxguard.policy.identity import ATTESTATION_ACTIONS
 from pbxguard.policy.rules import ACTIONS, DEFAULT_RULES, Rule
 from pbxguard.screener.persist import DEFAULT_MODELS_DIR
@@ -105,14 +106,11 @@ class Metrics:
 
 
 @dataclass(frozen=True)
-class CallerID:
+class CallerID(CallerRules):
+    """The caller-ID rules (anonymous, call rate, STIR/SHAKEN attestation: `policy.callers`) and the region
+    national-format numbers are read in."""
+
     region: str = "US"
-    anonymous_action: str = ""
-    max_calls_per_minute: int = 0
-    rate_action: str = "CHALLENGE"
-    attestation_failed_action: str = ""  # STIR/SHAKEN: "" or CHALLENGE (never HANGUP: see policy.identity)
-    attestation_missing_action: str = ""
-    attestation_c_action: str = ""
 
 
 @dataclass(frozen=True)

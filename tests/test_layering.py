@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "install": {"shipped"},
     "doctor": {"config", "install", "screener"},
     "supervisor": {"systemd"},
-    "config": {"policy.rules", "policy.identity", "screener.persist"},
+    "config": {"policy.rules", "policy.identity", "policy.callers", "screener.persist"},
     "service": {"asr", "screener", "policy", "protocols", "relays.contract", "store", "metrics", "config", "audio"},
     "logs": {"config.Config"},
     "server": {"asr", "config", "logs", "service", "protocols", "relays.contract", "relays.freeswitch", "store", "systemd", "metrics",

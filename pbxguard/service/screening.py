@@ -67,10 +67,8 @@ class ScreeningService:
     def reconfigure(self, config: Config) -> None:
         """The settings a reload may change while calls are in progress: policy and caller-ID rules."""
         self.policy = Policy(config.policy.rules, config.policy.low_confidence_action)
-        c = config.callerid
-        self.caller_rules = CallerRules(c.anonymous_action, c.max_calls_per_minute, c.rate_action, c.attestation_failed_action,
-                                        c.attestation_missing_action, c.attestation_c_action)
-        self.callers.region = c.region
+        self.caller_rules: CallerRules = config.callerid  # the config's caller-ID section is the rules
+        self.callers.region = config.callerid.region
 
     def routes(self) -> dict[str, Callable[[FastAGIRequest], Awaitable[None]]]:
         return {"screen": self.screen, "challenge": self.challenge, "check": self.check}
