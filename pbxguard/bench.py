@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pbxguard.audio.format import SAMPLE_RATE
-from pbxguard.screener import Screener
+from pbxguard.screener.screener import Screener
 from pbxguard.shipped import DIALPLAN
 
 BENCH_SEED = 20261121
@@ -703,7 +703,7 @@ LIBRARY_PROGRAM = """
 import sys, time
 import numpy as np
 from pbxguard.audio.files import read_audio
-from pbxguard.screener import Screener
+from pbxguard.screener.screener import Screener
 screener = Screener()
 clips = [read_audio(path) for path in sys.argv[1:]]
 for clip in clips:
@@ -729,3 +729,103 @@ def run_library(examples: Path) -> dict:
                           check=True, timeout=600)
     median, p99, calls = done.stdout.split()
     return {"calls": int(calls), "wall_median_ms": float(median), "wall_p99_ms": float(p99)}
+
+
+HEAVY_MODULES = ("sklearn", "scipy", "joblib", "matplotlib")  # what the hot path must not import
+STARTUP_PROGRAM = """
+import sys
+from pbxguard.cli import main
+status = main(["classify", sys.argv[1]])
+print(" ".join(m for m in sys.argv[2:] if m in sys.modules) or "-", file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def run_startup(file: Path, runs: int = 20) -> dict:
+    """Wall time of `pbxguard classify FILE` as an admin runs it (a fresh process each time, the console script
+    beside this Python), beside the floor under it on this machine (the interpreter alone, and importing numpy),
+    and the heavy modules a classify imports."""
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("pbxguard")
+    classify = [str(script)] if script.exists() else [sys.executable, "-m", "pbxguard"]
+
+    def median_ms(command: list[str]) -> float:
+        wall = []
+        for _ in range(runs):
+            began = time.perf_counter()
+            subprocess.run(command, capture_output=True, check=True, timeout=120)
+            wall.append((time.perf_counter() - began) * 1000)
+        return round(float(np.median(wall)), 1)
+
+    imported = subprocess.run([sys.executable, "-c", STARTUP_PROGRAM, str(file), *HEAVY_MODULES], capture_output=True,
+                              text=True, check=True, timeout=120).stderr.strip().splitlines()[-1]
+    return {"runs": runs, "classify_median_ms": median_ms([*classify, "classify", str(file)]),
+            "python_median_ms": median_ms([sys.executable, "-c", "pass"]),
+            "numpy_median_ms": median_ms([sys.executable, "-c", "import numpy"]),
+            "heavy_modules": [] if imported == "-" else imported.split()}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return round(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024, 1)
+
+
+def run_processes(settle_s: float = 5.0) -> dict:
+    """Resident memory of every process of an idle `pbxguard serve` as systemd runs it: the supervisor, the
+    daemon, and its children (the FreeSWITCH ESL server, multiprocessing's resource tracker), with FastAGI,
+    AudioSocket, the EAGI relay sockets and ESL all listening."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import yaml
+
+    def free_port() -> int:  # the configuration file takes no port 0
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    folder = Path(tempfile.mkdtemp(prefix="pbxguard-bench-rss-"))
+    try:
+        audio = free_port()
+        config = {"fastagi": {"port": free_port()}, "audiosocket": {"port": audio, "advertise": f"127.0.0.1:{audio}"},
+                  "metrics": {"port": free_port()}, "eagi": {"enabled": True, "directory": str(folder / "run")},
+                  "freeswitch": {"enabled": True, "port": free_port(), "recordings": str(folder / "recordings")},
+                  "database": {"path": str(folder / "calls.db")}}
+        (folder / "pbxguard.yaml").write_text(yaml.safe_dump(config))
+        script = Path(sys.executable).with_name("pbxguard")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "pbxguard"]
+        log = open(folder / "serve.log", "w+")
+        supervisor = subprocess.Popen([*command, "serve", "--config", str(folder / "pbxguard.yaml")], stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 120
+            while "ready:" not in (folder / "serve.log").read_text():
+                if supervisor.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"pbxguard serve did not get ready: {(folder / 'serve.log').read_text()[-2000:]}")
+                time.sleep(0.2)
+            time.sleep(settle_s)
+            processes = {"supervisor": _rss_mb(supervisor.pid)}
+            for daemon in _children(supervisor.pid):
+                processes["daemon"] = _rss_mb(daemon)
+                for child in _children(daemon):
+                    line = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    processes["resource_tracker" if "resource_tracker" in line else "esl_server"] = _rss_mb(child)
+        finally:
+            supervisor.send_signal(signal.SIGTERM)
+            supervisor.wait(timeout=30)
+            log.close()
+        return {**{f"{name}_rss_mb": mb for name, mb in processes.items()}, "total_rss_mb": round(sum(processes.values()), 1)}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -13,23 +13,32 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 from pbxguard import __version__  # noqa: E402  (after the thread limits)
-from pbxguard.install import UNIT_PATH  # noqa: E402
-from pbxguard.screener.persist import DEFAULT_MODELS_DIR, MANIFEST  # noqa: E402
+from pbxguard.shipped import MODELS_DIR  # noqa: E402
 
 
-def _shipped_model() -> str:
-    try:
-        return str(json.loads((DEFAULT_MODELS_DIR / MANIFEST).read_text())["model_version"])
-    except (OSError, ValueError, KeyError):
-        return "missing"
+class _Version(argparse.Action):
+    """--version: the package's and the shipped model's; the manifest is read only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the package's and the shipped model's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from pbxguard.screener.persist import MANIFEST
+
+        try:
+            model = str(json.loads((MODELS_DIR / MANIFEST).read_text())["model_version"])
+        except (OSError, ValueError, KeyError):
+            model = "missing"
+        parser.exit(message=f"pbxguard {__version__} (model {model})\n")
 
 
 def _said_in_one_line(command):
     """For the commands that read corpora and models: a missing source, an unlabelled folder, a bad label or
     models that do not match their pin is one line naming what is wrong (exit status 2), not a traceback."""
-    from pbxguard.screener.persist import ModelError
 
     def run(args) -> int:
+        from pbxguard.screener.persist import ModelError  # at call time: the supervisor's commands do not load numpy
+
         try:
             return command(args)
         except (ValueError, FileNotFoundError, ModelError) as exc:
@@ -39,7 +48,7 @@ def _said_in_one_line(command):
 
 
 def _screener(args):
-    from pbxguard.screener import Screener
+    from pbxguard.screener.screener import Screener
 
     return Screener(args.models, window_ms=args.window_ms, manifest_sha256=args.manifest_sha256)
 
@@ -97,7 +106,11 @@ def cmd_classify(args) -> int:
 def cmd_bench(args) -> int:
     from pbxguard import bench
 
-    if args.library:
+    if args.processes:
+        result = bench.run_processes()
+    elif args.startup:
+        result = bench.run_startup(args.startup, runs=args.rounds * 4)
+    elif args.library:
         result = bench.run_library(args.library)
     elif args.web_rows:
         result = bench.run_web(args.web_rows, rounds=args.rounds * 4)
@@ -178,7 +191,7 @@ def cmd_eval(args) -> int:
 
 def cmd_serve(args) -> int:
     from pbxguard import config as config_module
-    from pbxguard import logs, server
+    from pbxguard import logs
 
     path = _config_path(args)
     config = str(path) if path else None
@@ -188,6 +201,8 @@ def cmd_serve(args) -> int:
         print(f"pbxguard: {exc}", file=sys.stderr)
         return 2
     if not cfg.watchdog.enabled:
+        from pbxguard import server
+
         return server.main(["--config", config] if config else [])
     from pbxguard.supervisor import Supervisor
 
@@ -242,6 +257,7 @@ def cmd_check_config(args) -> int:
 def cmd_doctor(args) -> int:
     from pbxguard import config as config_module
     from pbxguard.doctor import examine
+    from pbxguard.install import UNIT_PATH
 
     try:
         cfg = config_module.load(_config_path(args))
@@ -249,7 +265,7 @@ def cmd_doctor(args) -> int:
         print(f"FAIL  config: {exc}; fix: correct it (pbxguard check-config tells the same)")
         return 1
     print(f"ok    config: {cfg.path or 'built-in defaults (no /etc/pbxguard/pbxguard.yaml)'}")
-    findings = examine(cfg, args.unit, args.asterisk_cli)
+    findings = examine(cfg, args.unit or UNIT_PATH, args.asterisk_cli)
     for finding in findings:
         print(finding.line())
     failed = sum(not f.ok for f in findings)
@@ -376,11 +392,11 @@ def cmd_lists(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pbxguard", description="Screen the first two seconds of phone calls.")
-    parser.add_argument("--version", action="version", version=f"pbxguard {__version__} (model {_shipped_model()})")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def engine_options(p):
-        p.add_argument("--models", type=Path, default=DEFAULT_MODELS_DIR, help="model folder with manifest.json (default: %(default)s)")
+        p.add_argument("--models", type=Path, default=MODELS_DIR, help="model folder with manifest.json (default: %(default)s)")
         p.add_argument("--manifest-sha256", default="",
                        help="the pin of models you trained (pbxguard train prints it; the shipped models need none)")
         p.add_argument("--window-ms", type=int, default=2000, help="audio window to classify (default: %(default)s)")
@@ -401,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: N concurrent SIPp calls with RTP through the real Asterisk in ../shared/pbx")
     p.add_argument("--freeswitch", type=int, default=0,
                    help="instead: about N concurrent loopback calls through the real FreeSWITCH in ../shared/pbx")
+    p.add_argument("--processes", action="store_true",
+                   help="instead: resident memory of each process of an idle `pbxguard serve` (ESL and EAGI on)")
+    p.add_argument("--startup", type=Path, metavar="FILE",
+                   help="instead: wall time of `pbxguard classify FILE` in fresh processes (4 x --rounds runs)")
     p.add_argument("--library", type=Path, metavar="DIR",
                    help="instead: wall time of screen() on DIR's WAVs in a program without the commands' thread limits")
     p.add_argument("--web-rows", type=int, default=0, metavar="N",
@@ -431,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the learned stages and write models/ with its manifest")
     p.add_argument("--corpus", type=Path, required=True)
-    p.add_argument("--out", type=Path, default=DEFAULT_MODELS_DIR)
+    p.add_argument("--out", type=Path, default=MODELS_DIR)
     p.add_argument("--site", type=Path, action="append", default=[], help="a labelled folder of the site's own calls (repeatable)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=2)
@@ -454,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check this host's install: models, unit, folders, call log, listeners, Asterisk")
     config_option(p)
-    p.add_argument("--unit", type=Path, default=UNIT_PATH, help="the installed unit (default: %(default)s)")
+    p.add_argument("--unit", type=Path, help="the installed unit (default: the one `pbxguard install` writes)")
     p.add_argument("--asterisk-cli", default="", metavar="COMMAND",
                    help="also check Asterisk's modules and dialplan through its CLI, e.g. 'asterisk -rx'")
     p.set_defaults(func=cmd_doctor)

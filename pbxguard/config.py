@@ -21,12 +21,12 @@ import yaml
 from pbxguard.policy.callers import CallerRules
 from pbxguard.policy.identity import ATTESTATION_ACTIONS
 from pbxguard.policy.rules import ACTIONS, DEFAULT_RULES, Rule
-from pbxguard.screener.persist import DEFAULT_MODELS_DIR
+from pbxguard.shipped import MODELS_DIR
 
 
 @dataclass(frozen=True)
 class Engine:
-    models: str = str(DEFAULT_MODELS_DIR)
+    models: str = str(MODELS_DIR)
     manifest_sha256: str = ""  # the pin of a site's models (pbxguard train prints it); the shipped ones are pinned
     window_ms: int = 2000
 

@@ -51,7 +51,7 @@ class Finding:
 
 def startup_checks(cfg: Config) -> list[Finding]:
     """What would stop `serve` with this configuration: models that do not load, a missing extra."""
-    from pbxguard.screener import Screener
+    from pbxguard.screener.screener import Screener
 
     found = []
     try:

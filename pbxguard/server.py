@@ -29,7 +29,7 @@ from pbxguard.metrics import Metrics
 from pbxguard.protocols.audiosocket import AudioSocketConnection, Timeouts
 from pbxguard.protocols.fastagi import FastAGIApplication
 from pbxguard.relays.contract import socket_paths
-from pbxguard.screener import Screener
+from pbxguard.screener.screener import Screener
 from pbxguard.service.calls import CallRegistry
 from pbxguard.service.recorder import Recorder
 from pbxguard.service.screening import ScreeningService
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     configuration, 1 when it cannot start (a port in use, broken models)."""
     import argparse
 
-    from pbxguard.screener import ModelError
+    from pbxguard.screener.persist import ModelError
 
     parser = argparse.ArgumentParser(prog="pbxguard-daemon")
     parser.add_argument("--config")

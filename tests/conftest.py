@@ -33,8 +33,8 @@ def small_models(small_corpus, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def screener(small_models):
-    from pbxguard.screener import Screener
     from pbxguard.screener.persist import manifest_pin
+    from pbxguard.screener.screener import Screener
 
     return Screener(small_models, manifest_sha256=manifest_pin(small_models))
 

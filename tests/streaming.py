@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pbxguard.screener import Screener
+from pbxguard.screener.screener import Screener
 from pbxguard.screener.verdict import Verdict
 
 # AudioSocket's frames: mostly 320 bytes with a 24-byte one among them, odd sizes from relays, and a

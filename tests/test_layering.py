@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pbxguard"
+EXAMPLES = PACKAGE.parent / "tests" / "examples"
 
 # What each part may import of pbxguard (besides itself). A name is a package or a module inside one.
 ALLOWED: dict[str, set[str]] = {
     "audio": set(),
     "features": {"audio"},
-    "screener": {"features", "audio"},
+    "screener": {"features", "audio", "shipped"},
     "policy": {"screener.verdict"},
     "asr": {"audio", "screener.verdict"},
     "protocols": set(),
@@ -25,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "install": {"shipped"},
     "doctor": {"config", "install", "screener"},
     "supervisor": {"systemd"},
-    "config": {"policy.rules", "policy.identity", "policy.callers", "screener.persist"},
+    "config": {"policy.rules", "policy.identity", "policy.callers", "shipped"},
     "service": {"asr", "screener", "policy", "protocols", "relays.contract", "store", "metrics", "config", "audio"},
     "logs": {"config.Config"},
     "server": {"asr", "config", "logs", "service", "protocols", "relays.contract", "relays.freeswitch", "store", "systemd", "metrics",
@@ -82,6 +85,43 @@ def test_every_import_follows_the_rules():
 def test_only_the_cli_and_the_benchmarks_import_training_code():
     users = {part(m) for m, p in modules().items() if any(part(i) == "train" for i in internal_imports(p))}
     assert users <= TRAIN_USERS
+
+
+HOT_PATH = """
+import sys
+import numpy as np
+import pbxguard.relays.eagi, pbxguard.relays.freeswitch, pbxguard.server
+from pbxguard.screener.screener import Screener
+Screener().screen(np.zeros(16000, dtype=np.int16))
+print(" ".join(m for m in sys.argv[1:] if m in sys.modules) or "-")
+"""
+
+
+def test_the_daemon_relays_and_classify_import_no_training_libraries():
+    """The engine runs the compiled model: the daemon, the relays and `pbxguard classify` never import
+    scikit-learn, joblib or scipy (a second of startup and ~60 MB in every process)."""
+    from pbxguard import bench
+
+    daemon = subprocess.run([sys.executable, "-c", HOT_PATH, *bench.HEAVY_MODULES], capture_output=True, text=True,
+                            check=True, timeout=120)
+    assert daemon.stdout.split() == ["-"]
+    assert bench.run_startup(EXAMPLES / "fax_cng.wav", runs=1)["heavy_modules"] == []
+
+
+SUPERVISOR = """
+import sys
+from pbxguard.cli import build_parser
+import pbxguard.config, pbxguard.logs, pbxguard.supervisor
+build_parser().parse_args(["serve"])
+print("numpy" in sys.modules)
+"""
+
+
+def test_the_supervisor_loads_no_numpy():
+    """`pbxguard serve` only watches the daemon: the screener package, the configuration (which names verdicts)
+    and the command line must not pull the engine into it."""
+    done = subprocess.run([sys.executable, "-c", SUPERVISOR], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "False"
 
 
 def test_the_rules_catch_a_wrong_import(tmp_path):

@@ -6,6 +6,8 @@ once from the reference algorithm, so every int16 maps exactly as the reference 
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 _MULAW_BIAS = 0x84
@@ -32,6 +34,7 @@ def _alaw_decode_table() -> np.ndarray:
     return np.where(a & 0x80, t, -t).astype(np.int16)
 
 
+@cache  # 64K entries each: built on first encode, not by every process that only decodes
 def _ulaw_encode_table() -> np.ndarray:
     pcm = np.arange(-32768, 32768, dtype=np.int32) >> 2
     mask = np.where(pcm < 0, 0x7F, 0xFF)
@@ -41,6 +44,7 @@ def _ulaw_encode_table() -> np.ndarray:
     return (code ^ mask).astype(np.uint8)
 
 
+@cache
 def _alaw_encode_table() -> np.ndarray:
     pcm = np.arange(-32768, 32768, dtype=np.int32) >> 3
     mask = np.where(pcm >= 0, 0xD5, 0x55)
@@ -54,8 +58,6 @@ def _alaw_encode_table() -> np.ndarray:
 
 ULAW_TO_LINEAR = _ulaw_decode_table()
 ALAW_TO_LINEAR = _alaw_decode_table()
-_LINEAR_TO_ULAW = _ulaw_encode_table()
-_LINEAR_TO_ALAW = _alaw_encode_table()
 
 
 def _as_int16(samples: np.ndarray) -> np.ndarray:
@@ -64,7 +66,7 @@ def _as_int16(samples: np.ndarray) -> np.ndarray:
 
 def ulaw_encode(samples: np.ndarray) -> np.ndarray:
     """Linear int16 samples to mu-law codes (uint8)."""
-    return _LINEAR_TO_ULAW[_as_int16(samples).astype(np.int32) + 32768]
+    return _ulaw_encode_table()[_as_int16(samples).astype(np.int32) + 32768]
 
 
 def ulaw_decode(codes: np.ndarray | bytes) -> np.ndarray:
@@ -74,7 +76,7 @@ def ulaw_decode(codes: np.ndarray | bytes) -> np.ndarray:
 
 def alaw_encode(samples: np.ndarray) -> np.ndarray:
     """Linear int16 samples to A-law codes (uint8)."""
-    return _LINEAR_TO_ALAW[_as_int16(samples).astype(np.int32) + 32768]
+    return _alaw_encode_table()[_as_int16(samples).astype(np.int32) + 32768]
 
 
 def alaw_decode(codes: np.ndarray | bytes) -> np.ndarray:

@@ -6,9 +6,16 @@ from __future__ import annotations
 from math import gcd
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from pbxguard.audio.format import SAMPLE_RATE
+
+
+def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """scipy.signal's polyphase resampler, imported on first use: importing scipy.signal takes longer than a
+    whole `pbxguard classify` of an 8 kHz file, and 8 kHz audio (every PBX call) never needs it."""
+    from scipy.signal import resample_poly as polyphase
+
+    return polyphase(x, up, down)
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:

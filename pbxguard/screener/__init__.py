@@ -1,7 +1,2 @@
-"""Screener: evidence and features in, a Verdict out. Models are loaded here, once per process."""
-
-from pbxguard.screener.persist import ModelError
-from pbxguard.screener.screener import Screener, ScreeningStream
-from pbxguard.screener.verdict import CLASSES, Verdict
-
-__all__ = ["CLASSES", "ModelError", "Screener", "ScreeningStream", "Verdict"]
+"""Screener: evidence and features in, a Verdict out (`screener.Screener`, `verdict.Verdict`). The package
+imports nothing itself, so that the configuration and the supervisor can use `verdict` without numpy."""

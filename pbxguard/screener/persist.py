@@ -1,6 +1,7 @@
-"""Model files: the manifest, the sha256 pin, and loading.
+"""Model files: the manifest, the sha256 pin, and the checks before any model file is opened.
 
-joblib files are pickles, and unpickling runs code: every file is hashed and compared with the folder's
+A model folder holds the trained model (a joblib pickle, and unpickling runs code) and its compiled arrays
+(what the engine loads, without scikit-learn). Every file is hashed and compared with the folder's
 manifest.json before it is opened, and a mismatch is refused. The manifest itself is pinned from outside the
 folder, so that whoever can write the folder cannot bring a pickle with a manifest to match: the shipped
 models by SHIPPED_MANIFEST_SHA256 here (package code), a site's models by `engine.manifest_sha256` in the
@@ -14,21 +15,18 @@ import hashlib
 import json
 from pathlib import Path
 
-import joblib
-import sklearn
-
 from pbxguard.features.layout import layout
-from pbxguard.screener.estimators import ScreenerModel
+from pbxguard.shipped import MODELS_DIR
 
 MANIFEST = "manifest.json"
-MODEL_FILE = "screener.joblib"
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+MODEL_FILE = "screener.joblib"  # the trained ScreenerModel (a scikit-learn pickle): what training reproduces
+COMPILED_FILE = "screener.npz"  # its compiled twin, plain arrays (no pickle): what the engine loads
 # sha256 of pbxguard/models/manifest.json; retraining the shipped model changes it (tests/train checks both)
-SHIPPED_MANIFEST_SHA256 = "c331166b5d600da278dfa9e0bb962c1560d67d7abe30d44d48430f042f1dd7cc"
+SHIPPED_MANIFEST_SHA256 = "1dfd4c9a03bb9c6547b129818e2b11c15c7e0d4bb19fdf31c1df8f4f8f3ef683"
 
 
 class ModelError(RuntimeError):
-    """Model files missing, tampered with, or for another scikit-learn."""
+    """Model files missing, tampered with, for another feature layout or another scikit-learn."""
 
 
 def sha256_of(path: Path) -> str:
@@ -51,11 +49,11 @@ def manifest_pin(models_dir: Path) -> str:
     return sha256_of(Path(models_dir) / MANIFEST)
 
 
-def load_pinned(models_dir: Path, manifest_sha256: str = "", name: str = MODEL_FILE) -> tuple[ScreenerModel, dict]:
-    """Unpickle models_dir/name only if the manifest matches its pin, the file matches the manifest, and
-    sklearn's version and the feature layout match."""
+def verified(models_dir: Path, manifest_sha256: str = "", name: str = COMPILED_FILE) -> tuple[Path, dict]:
+    """models_dir/name and the manifest, once the manifest matches its pin, the file matches the manifest and
+    the feature layout matches this pbxguard's (checked before anything is opened: a stale model is not read)."""
     models_dir = Path(models_dir)
-    shipped = models_dir.resolve() == DEFAULT_MODELS_DIR
+    shipped = models_dir.resolve() == MODELS_DIR
     pin = manifest_sha256 or (SHIPPED_MANIFEST_SHA256 if shipped else "")
     manifest_path = models_dir / MANIFEST
     if not pin:
@@ -72,14 +70,8 @@ def load_pinned(models_dir: Path, manifest_sha256: str = "", name: str = MODEL_F
         raise ModelError(f"{path}: model file missing")
     actual = sha256_of(path)
     if actual != entry["sha256"]:
-        raise ModelError(f"{path}: sha256 {actual} does not match the manifest ({entry['sha256']}); refusing to unpickle it")
-    wanted = manifest.get("sklearn_version")
-    if wanted and wanted != sklearn.__version__:
-        raise ModelError(f"{path}: trained with scikit-learn {wanted}, this is {sklearn.__version__}; retrain or install {wanted}")
-    if manifest.get("layout") != layout():  # checked before unpickling: a stale model is not even opened
+        raise ModelError(f"{path}: sha256 {actual} does not match the manifest ({entry['sha256']}); refusing to open it")
+    if manifest.get("layout") != layout():
         raise ModelError(f"{path}: trained on feature layout {manifest.get('layout')}, this pbxguard computes {layout()}; "
                          "retrain with 'pbxguard train'")
-    model = joblib.load(path)
-    if not isinstance(model, ScreenerModel) or dict(model.layout) != layout():
-        raise ModelError(f"{path}: not a ScreenerModel for this feature layout; retrain with 'pbxguard train'")
-    return model, manifest
+    return path, manifest

@@ -16,10 +16,11 @@ from pbxguard.audio.format import FRAME, SAMPLE_RATE, SAMPLES_PER_MS, samples_fo
 from pbxguard.features import speech, tones
 from pbxguard.features.analysis import Analysis, analyse, frame_view
 from pbxguard.features.layout import WINDOW_MS
-from pbxguard.screener.estimators import ABSTAIN, DIGITAL_SILENCE, HUMAN_CLASS, CallOpeningClassifier, ScreenerModel
-from pbxguard.screener.forest import CompiledForest
-from pbxguard.screener.persist import DEFAULT_MODELS_DIR, load_pinned
+from pbxguard.screener.compiled import CompiledModel
+from pbxguard.screener.decision import ABSTAIN, DIGITAL_SILENCE, HUMAN_CLASS
+from pbxguard.screener.persist import verified
 from pbxguard.screener.verdict import CLASSES, Verdict
+from pbxguard.shipped import MODELS_DIR
 
 PROVEN_CONFIDENCE = 0.99
 BEEP_CONFIDENCE = 0.9  # a greeting with its beep: a detector's finding, not a proof (it is challenged, not hung up)
@@ -42,46 +43,26 @@ def _one_hot(label: str) -> dict[str, float]:
     return {c: float(c == label) for c in CLASSES}
 
 
-class _Compiled:
-    """A CallOpeningClassifier's forests compiled for one row at a time."""
-
-    def __init__(self, classifier: CallOpeningClassifier) -> None:
-        self.classifier = classifier
-        self.deadair = CompiledForest(classifier.deadair_) if classifier.deadair_ is not None else None
-        self.opening = CompiledForest(classifier.opening_) if classifier.opening_ is not None else None
-        self.classes = [str(c) for c in classifier.classes_]
-
-    def scores(self, analysis: Analysis) -> dict[str, float]:
-        """One score per class in CLASSES (0 for those it does not learn)."""
-        p_deadair = self.deadair.predict_proba(analysis.deadair_vector)[1] if self.deadair is not None else 0.0
-        p_opening = self.opening.predict_proba(analysis.opening_vector)[None, :] if self.opening is not None else None
-        learned = self.classifier.combine(np.array([p_deadair]), p_opening)[0]
-        return {c: 0.0 for c in CLASSES} | {c: float(v) for c, v in zip(self.classes, learned)}
-
-
 class Screener:
-    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, window_ms: int = WINDOW_MS,
+    def __init__(self, models_dir: str | Path = MODELS_DIR, window_ms: int = WINDOW_MS,
                  manifest_sha256: str = "") -> None:
-        model, manifest = load_pinned(Path(models_dir), manifest_sha256)
-        self._use(model, manifest.get("model_version", "unversioned"), window_ms)
+        path, manifest = verified(Path(models_dir), manifest_sha256)
+        self._use(CompiledModel.load(path), manifest.get("model_version", "unversioned"), window_ms)
 
     @classmethod
-    def from_model(cls, model: ScreenerModel, version: str = "unsaved", window_ms: int = WINDOW_MS) -> Screener:
+    def from_model(cls, model: CompiledModel, version: str = "unsaved", window_ms: int = WINDOW_MS) -> Screener:
         """A screener on a model in memory (training tunes the early decisions on it before it is written)."""
         screener = cls.__new__(cls)
         screener._use(model, version, window_ms)
         return screener
 
-    def _use(self, model: ScreenerModel, version: str, window_ms: int) -> None:
+    def _use(self, model: CompiledModel, version: str, window_ms: int) -> None:
         one_blas_thread()
         self.model = model
         self.version = version
         self.window_ms = window_ms
         self.window_samples = window_ms * SAMPLES_PER_MS
-        self._learned = _Compiled(model.classifier)
-        self._synthetic = CompiledForest(model.synthetic) if model.synthetic is not None else None
         self.early = model.early
-        self._early = [_Compiled(c) for c in model.early.classifiers] if model.early is not None else []
 
     def screen(self, samples: np.ndarray) -> Verdict:
         """Classify int16 8 kHz samples as a call would be: the stream fed frame by frame (so the same
@@ -106,7 +87,7 @@ class Screener:
         if analysis.tone_events:
             first = analysis.tone_events[0]
             return Verdict(first.verdict, PROVEN_CONFIDENCE, _one_hot(first.verdict), evidence, first.decided_ms, self.version, proven=True)
-        scores = self._learned.scores(analysis)
+        scores = self.model.classifier.scores(analysis)
         label = self.model.rule.decide(scores)
         confidence = scores[label] if label != ABSTAIN else max(scores.values())
         if label in (HUMAN_CLASS, ABSTAIN, "machine"):
@@ -124,7 +105,7 @@ class Screener:
         answers = []
         for k, horizon in enumerate(self.early.horizons_ms if self.early is not None else ()):
             analysis = analyse(np.asarray(samples, dtype=np.int16)[: samples_for(horizon)])
-            scores = self._early[k].scores(analysis)
+            scores = self.model.early_classifiers[k].scores(analysis)
             answers.append(DIGITAL_SILENCE if analysis.levels.digital_silence else max(scores, key=lambda c: scores[c]))
         return answers
 
@@ -132,7 +113,7 @@ class Screener:
         """The answer at early horizon `k` on the audio so far (`analysis` of that prefix), or None."""
         assert self.early is not None
         digital = analysis.levels.digital_silence
-        scores = self._early[k].scores(analysis) if not digital else _one_hot(DIGITAL_SILENCE)
+        scores = self.model.early_classifiers[k].scores(analysis) if not digital else _one_hot(DIGITAL_SILENCE)
         label = self.early.decide(k, scores, digital)
         if label is None:
             return None
@@ -144,9 +125,9 @@ class Screener:
 
     def _synthetic_voice(self, analysis: Analysis, evidence: dict) -> float:
         """P(synthetic voice) of a speech opening, also put in `evidence`; 0 without a synthetic-voice stage."""
-        if self._synthetic is None:
+        if self.model.synthetic is None:
             return 0.0
-        synthetic = float(self._synthetic.predict_proba(analysis.opening_vector)[1])
+        synthetic = float(self.model.synthetic.predict_proba(analysis.opening_vector)[1])
         evidence["synthetic_voice"] = round(synthetic, 4)
         return synthetic
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from pbxguard.audio.format import SAMPLE_RATE
 from pbxguard.audio.resample import StreamResampler
-from pbxguard.screener import Screener, ScreeningStream, Verdict
+from pbxguard.screener.screener import Screener, ScreeningStream
+from pbxguard.screener.verdict import Verdict
 from pbxguard.store.record import CallRecord
 
 log = logging.getLogger("pbxguard.service.calls")

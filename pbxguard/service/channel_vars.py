@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 
 from pbxguard.policy.rules import Decision
-from pbxguard.screener import Verdict
+from pbxguard.screener.verdict import Verdict
 
 INBOUND, OUTBOUND = "inbound", "outbound"
 FAIL_OPEN_VERDICT = "UNKNOWN"

@@ -33,7 +33,7 @@ from pbxguard.policy.rules import Decision, Policy
 from pbxguard.protocols import agi
 from pbxguard.protocols.fastagi import AGIError, FastAGIRequest
 from pbxguard.relays.contract import CALL_ID_HEADER, DTMF_KEYS
-from pbxguard.screener import CLASSES, Verdict
+from pbxguard.screener.verdict import CLASSES, Verdict
 from pbxguard.service import calls
 from pbxguard.service.calls import CallRegistry
 from pbxguard.service.channel_vars import INBOUND, OUTBOUND, channel_variables, fail_open_variables

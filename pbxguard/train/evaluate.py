@@ -20,7 +20,7 @@ from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_
 from pbxguard.asr.stage import TranscriptStage
 from pbxguard.audio.files import AudioError, read_audio
 from pbxguard.policy.rules import Policy
-from pbxguard.screener import Screener
+from pbxguard.screener.screener import Screener
 from pbxguard.screener.verdict import CLASSES
 from pbxguard.train.dataset import read_labelled
 from pbxguard.train.recordings import RECORDED_GROUPS

@@ -21,9 +21,11 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from pbxguard.audio.files import read_audio
 from pbxguard.features.layout import DEADAIR_FEATURES, WINDOW_MS, layout
-from pbxguard.screener import Screener
-from pbxguard.screener.estimators import CallOpeningClassifier, DecisionRule, EarlyDecisions, ScreenerModel
-from pbxguard.screener.persist import MANIFEST, MODEL_FILE, sha256_of
+from pbxguard.screener.compiled import CompiledModel
+from pbxguard.screener.decision import DecisionRule, EarlyDecisions
+from pbxguard.screener.estimators import CallOpeningClassifier, ScreenerModel
+from pbxguard.screener.persist import COMPILED_FILE, MANIFEST, MODEL_FILE, sha256_of
+from pbxguard.screener.screener import Screener
 from pbxguard.screener.verdict import LEARNED_CLASSES
 from pbxguard.train.dataset import Clip, extract, extract_prefixes, pool_map, read_labelled
 
@@ -103,21 +105,22 @@ def train(corpus: str | Path, out: str | Path, seed: int = 1, site: list[str | P
         voices = ScreenerModel(learned, synthetic_forest, rule).synthetic_proba(Xv[yv == "human"])
         synthetic_cut = synthetic_threshold(voices)
     model = ScreenerModel(learned, synthetic_forest, rule, layout(), synthetic_cut)
-    model = dataclasses.replace(model, early=early_stage(model, kept, y, val_kept, yv, seed, workers, progress))
-    assert model.early is not None
+    early, early_classifiers = early_stage(model, kept, y, val_kept, yv, seed, workers, progress)
+    model = dataclasses.replace(model, early=early, early_classifiers=early_classifiers)
     thresholds = {**rule.thresholds, "human_costs": dict(rule.human_costs), "synthetic_voice": synthetic_cut,
-                  "early": [{"horizon_ms": h, **t} for h, t in zip(model.early.horizons_ms, model.early.thresholds)]}
+                  "early": [{"horizon_ms": h, **t} for h, t in zip(early.horizons_ms, early.thresholds)]}
     val_accuracy = float(np.mean(model.predict(Xv) == yv))
 
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, out / MODEL_FILE, compress=3)
+    CompiledModel.from_model(model).save(out / COMPILED_FILE)
     digest = sha256_of(out / MODEL_FILE)
     recipe_path = corpus / "recipe.json"
     manifest = {
         "format": 2,
         "layout": layout(),
         "model_version": f"pbxguard-{digest[:12]}",
-        "files": {MODEL_FILE: {"sha256": digest}},
+        "files": {MODEL_FILE: {"sha256": digest}, COMPILED_FILE: {"sha256": sha256_of(out / COMPILED_FILE)}},
         "sklearn_version": sklearn.__version__,
         "numpy_version": np.__version__,
         "python": ".".join(platform.python_version_tuple()[:2]),  # the pickles need it; a patch release must not change the pin
@@ -150,7 +153,7 @@ def final_answers(model: ScreenerModel, clips: list[Clip], workers: int,
                   progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the whole engine (proofs, learned stages, overrides) answers on each clip, when, and whether proven."""
     global _SCREENER
-    _SCREENER = Screener.from_model(model)
+    _SCREENER = Screener.from_model(CompiledModel.from_model(model))
     try:
         answers = pool_map(_screen, [c.path for c in clips], workers, progress, "val answers")
     finally:
@@ -160,7 +163,7 @@ def final_answers(model: ScreenerModel, clips: list[Clip], workers: int,
 
 
 def early_stage(model: ScreenerModel, clips: list[Clip], y: np.ndarray, val_clips: list[Clip], yv: np.ndarray,
-                seed: int, workers: int, progress: bool) -> EarlyDecisions:
+                seed: int, workers: int, progress: bool) -> tuple[EarlyDecisions, tuple[CallOpeningClassifier, ...]]:
     """Prefix classifiers fitted on the training clips' first EARLY_HORIZONS_MS, thresholds tuned on the
     validation clips against the whole window's answers (`model` has no early stage yet)."""
     prefixes, _, _ = extract_prefixes(clips, EARLY_HORIZONS_MS, workers, progress, "train prefixes")
@@ -174,7 +177,7 @@ def early_stage(model: ScreenerModel, clips: list[Clip], y: np.ndarray, val_clip
     scores = [[dict(zip(map(str, c.classes_), row.tolist())) for row in c.predict_proba(X)] for c, X in zip(classifiers, val_prefixes)]
     final, final_ms, proven = final_answers(model, val_clips, workers, progress)
     thresholds = EarlyDecisions.tune(EARLY_HORIZONS_MS, scores, digital, final, final_ms, yv, EARLY_BUDGET, model.rule, proven)
-    return EarlyDecisions(EARLY_HORIZONS_MS, tuple(classifiers), thresholds, model.rule)
+    return EarlyDecisions(EARLY_HORIZONS_MS, thresholds, model.rule), tuple(classifiers)
 
 
 def _synthetic_stage(learned: CallOpeningClassifier, X: np.ndarray, y: np.ndarray,

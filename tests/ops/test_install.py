@@ -138,13 +138,13 @@ def test_install_makes_the_user_folders_config_links_and_unit_and_a_second_run_c
 
 
 def test_the_installed_wheel_carries_models_configuration_unit_dashboard_and_dialplans(host):
-    where = subprocess.run([str(VENV / "bin/python"), "-c", "import pbxguard.shipped as s, pbxguard.screener.persist as p;"
-                            "print(s.SHARE); print(p.DEFAULT_MODELS_DIR)"], capture_output=True, text=True, cwd="/")
+    where = subprocess.run([str(VENV / "bin/python"), "-c", "import pbxguard.shipped as s;"
+                            "print(s.SHARE); print(s.MODELS_DIR)"], capture_output=True, text=True, cwd="/")
     share, models = map(Path, where.stdout.split())
     assert share.is_relative_to(VENV) and models.is_relative_to(VENV)
     for shipped in [*CONF.iterdir(), *(p for p in DIALPLAN.rglob("*") if p.is_file())]:
         assert (share / shipped.relative_to(CONF.parent)).read_bytes() == shipped.read_bytes(), shipped.name
-    assert {p.name for p in models.iterdir()} >= {"manifest.json", "screener.joblib"}
+    assert {p.name for p in models.iterdir()} >= {"manifest.json", "screener.joblib", "screener.npz"}
     assert pbxguard("--version").stdout.startswith("pbxguard 0.1.0 (model pbxguard-")
 
 

@@ -329,7 +329,7 @@ def test_a_server_that_answers_but_sets_nothing_lets_the_call_through(pbx, openi
 def test_sipp_calls_with_rtp_all_get_their_verdict(asterisk_prefix):
     # The short version of `pbxguard bench --sipp N` (README): real SIP and RTP into the real Asterisk.
     from pbxguard import bench
-    from pbxguard.screener import Screener
+    from pbxguard.screener.screener import Screener
 
     result = bench.run_sipp(Screener(), channels=9, seconds=6)
     assert result["calls"] >= 18

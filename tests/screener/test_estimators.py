@@ -5,8 +5,9 @@ import pytest
 from sklearn.utils.estimator_checks import check_estimator
 
 from pbxguard.features.layout import DEADAIR_FEATURES, FEATURES, OPENING_FEATURES, layout
-from pbxguard.screener.estimators import NEVER, TIE_ORDER, CallOpeningClassifier, DecisionRule, EarlyDecisions
-from pbxguard.screener.persist import load_pinned, manifest_pin
+from pbxguard.screener.decision import NEVER, TIE_ORDER, DecisionRule, EarlyDecisions
+from pbxguard.screener.estimators import CallOpeningClassifier, ScreenerModel
+from pbxguard.screener.persist import manifest_pin, verified
 from pbxguard.screener.verdict import LEARNED_CLASSES
 
 
@@ -91,11 +92,11 @@ def test_early_thresholds_leave_proven_clips_fax_and_digital_silence_to_their_de
     assert at_500.get("fax", NEVER) == NEVER  # a fax waits for its proof, however sure its prefix
     unseen = tune([False] * 6)
     assert unseen["digital_silence"] == NEVER  # no validation clip showed it safe
-    early = EarlyDecisions((500,), (), (at_500,))
+    early = EarlyDecisions((500,), (at_500,))
     assert early.decide(0, {"human": 0.6, "noise": 0.4}, digital_silence=True) == "digital_silence"
     assert early.decide(0, {"human": 0.85, "noise": 0.15}, digital_silence=False) is None
     assert early.decide(0, {"fax": 0.99, "human": 0.01}, digital_silence=False) is None
-    assert EarlyDecisions((500,), (), (unseen,)).decide(0, {"human": 0.95}, digital_silence=True) is None
+    assert EarlyDecisions((500,), (unseen,)).decide(0, {"human": 0.95}, digital_silence=True) is None
 
 
 def test_tie_order_covers_the_learned_classes():
@@ -103,7 +104,8 @@ def test_tie_order_covers_the_learned_classes():
 
 
 def test_the_shipped_model_is_for_this_layout_and_sees_the_features_by_name(small_models):
-    model, manifest = load_pinned(small_models, manifest_pin(small_models))
+    model = ScreenerModel.load(small_models, manifest_pin(small_models))
+    _, manifest = verified(small_models, manifest_pin(small_models))
     assert manifest["layout"] == layout() == dict(model.layout)
     assert model.classifier.n_features_in_ == len(FEATURES) == len(DEADAIR_FEATURES) + len(OPENING_FEATURES)
     assert model.classifier.deadair_columns == len(DEADAIR_FEATURES)
@@ -113,7 +115,8 @@ def test_a_model_for_another_layout_is_refused_before_unpickling(small_models, t
     import json
     import shutil
 
-    from pbxguard.screener import ModelError, Screener
+    from pbxguard.screener.persist import ModelError
+    from pbxguard.screener.screener import Screener
 
     target = tmp_path / "models"
     shutil.copytree(small_models, target)

@@ -7,7 +7,7 @@ import pytest
 from pbxguard.audio.files import read_audio
 from pbxguard.features.tones import CADENCES
 from pbxguard.policy.rules import Policy
-from pbxguard.screener import Screener
+from pbxguard.screener.screener import Screener
 from pbxguard.screener.verdict import CLASSES
 from pbxguard.train import signals
 from tests.signals import seconds, through_line
@@ -117,7 +117,7 @@ def _always_human(screener):
     """The shipped screener with a live-caller cost so high that the learned stages name nobody else."""
     from dataclasses import replace
 
-    from pbxguard.screener.estimators import DecisionRule
+    from pbxguard.screener.decision import DecisionRule
 
     everything = {c: 1e9 for c in CLASSES}
     screener.model = replace(screener.model, rule=DecisionRule(human_costs=everything), synthetic_threshold=1.0)
@@ -161,7 +161,7 @@ def test_a_program_using_the_screener_gets_one_blas_thread():
     program = ("from threadpoolctl import threadpool_info\n"
                "import numpy\n"
                "before = max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas')\n"
-               "from pbxguard.screener import Screener\n"
+               "from pbxguard.screener.screener import Screener\n"
                "Screener()\n"
                "after = max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas')\n"
                "print(before, after)\n")

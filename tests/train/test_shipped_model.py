@@ -4,14 +4,15 @@ run as written (each a fresh process, as an admin runs them) into a temporary fo
 import json
 
 from pbxguard.audio.files import read_audio
-from pbxguard.screener import Screener
-from pbxguard.screener.persist import DEFAULT_MODELS_DIR, MANIFEST, MODEL_FILE, SHIPPED_MANIFEST_SHA256, sha256_of
+from pbxguard.screener.persist import MANIFEST, MODEL_FILE, SHIPPED_MANIFEST_SHA256, sha256_of
+from pbxguard.screener.screener import Screener
+from pbxguard.shipped import MODELS_DIR
 from tests.readme import REPRODUCE, lines_to_run, run_line
 from tests.streaming import same_answer, streamed
 
 
 def test_the_shipped_model_byte_reproduces_from_readmes_commands(tmp_path):
-    shipped = json.loads((DEFAULT_MODELS_DIR / MANIFEST).read_text())
+    shipped = json.loads((MODELS_DIR / MANIFEST).read_text())
     said = [run_line(line, {"build/corpus": str(tmp_path / "corpus"), "--out pbxguard/models": f"--out {tmp_path / 'models'}"},
                      timeout=1800, activated=True) for line in lines_to_run(REPRODUCE)]
     rebuilt = json.loads((tmp_path / "models" / MANIFEST).read_text())
@@ -19,7 +20,7 @@ def test_the_shipped_model_byte_reproduces_from_readmes_commands(tmp_path):
     assert sha256_of(tmp_path / "models" / MODEL_FILE) == shipped["files"][MODEL_FILE]["sha256"]
     assert rebuilt["thresholds"] == shipped["thresholds"]
     # The manifest too, byte for byte: its hash is the pin in the package code.
-    assert sha256_of(tmp_path / "models" / MANIFEST) == sha256_of(DEFAULT_MODELS_DIR / MANIFEST) == SHIPPED_MANIFEST_SHA256
+    assert sha256_of(tmp_path / "models" / MANIFEST) == sha256_of(MODELS_DIR / MANIFEST) == SHIPPED_MANIFEST_SHA256
     assert "macro-F1" in said[-1].stdout  # README's eval line
 
     # One decision path: on every clip of the shipped model's test split, the stream fed as AudioSocket and

@@ -3,8 +3,8 @@ import json
 import shutil
 
 from pbxguard.features.layout import layout
-from pbxguard.screener import Screener
 from pbxguard.screener.persist import MANIFEST, MODEL_FILE, manifest_pin
+from pbxguard.screener.screener import Screener
 from pbxguard.train import evaluate, train
 
 
