@@ -18,3 +18,12 @@ def through_line(x: np.ndarray, rng: np.random.Generator, law: str = "ulaw", noi
 
 def seconds(s: float) -> int:
     return int(s * SAMPLE_RATE)
+
+
+def with_beep(opening: np.ndarray, at_ms: float, length_ms: float = 400.0, total_ms: float = 5000.0) -> np.ndarray:
+    """`opening`, silence, a 1 kHz voicemail beep at `at_ms`, silence to `total_ms`."""
+    x = np.zeros(int(total_ms * 8))
+    x[: len(opening)] = opening
+    t = np.arange(int(length_ms * 8)) / 8000.0
+    x[int(at_ms * 8) : int(at_ms * 8) + len(t)] = 8000.0 * np.sin(2 * np.pi * 1000.0 * t)
+    return x.astype(np.int16)

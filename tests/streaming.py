@@ -12,8 +12,8 @@ from pbxguard.screener.verdict import Verdict
 CHUNK_SIZES = (160, 12, 160, 148, 7, 153, 160, 320, 4000, 160, 2411)
 
 
-def streamed(screener: Screener, samples: np.ndarray) -> Verdict:
-    stream, pos, k, verdict = screener.stream(), 0, 0, None
+def streamed(screener: Screener, samples: np.ndarray, beep_window_ms: int = 0) -> Verdict:
+    stream, pos, k, verdict = screener.stream(beep_window_ms=beep_window_ms), 0, 0, None
     while verdict is None and pos < len(samples):
         verdict = stream.feed(samples[pos : pos + CHUNK_SIZES[k % len(CHUNK_SIZES)]])
         pos, k = pos + CHUNK_SIZES[k % len(CHUNK_SIZES)], k + 1

@@ -73,6 +73,27 @@ def by_name(values: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
     return np.array([values[name] for name in names], dtype=np.float64)
 
 
+HOP_MS = spectral.HOP * 1000.0 / SAMPLE_RATE
+
+
+def _stft(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The magnitude spectrogram, its power, and each frame's level in dBFS."""
+    magnitude = spectral.magnitude_spectrogram(x)
+    power = magnitude**2
+    return magnitude, power, 10.0 * np.log10(power.sum(axis=1) / (spectral.NPERSEG * 32768.0**2 * 0.375) + 1e-12)
+
+
+def beep_after_ms(talk: dict) -> float | None:
+    """From when a voicemail beep counts, given the talk pattern's evidence; None without speech (no greeting)."""
+    return talk["speech_onset_ms"] + BEEP_AFTER_SPEECH_MS if talk["utterances_ms"] else None
+
+
+def find_beep(samples: np.ndarray, after_ms: float | None) -> tones.Beep | None:
+    """The voicemail beep in `samples` (any length: an outbound call listens past the window for it)."""
+    _, power, stft_db = _stft(np.asarray(samples))
+    return tones.find_beep(power, HOP_MS, spectral.NPERSEG, stft_db, after_ms)
+
+
 def frame_view(samples: np.ndarray) -> np.ndarray:
     n = len(samples) // FRAME
     return samples[: n * FRAME].reshape(n, FRAME).astype(np.float64)
@@ -86,12 +107,8 @@ def analyse(samples: np.ndarray, tone_frames: tuple[np.ndarray, np.ndarray, np.n
     talk = speech.talk_pattern(level_db, labels)
     events = tuple(tones.prove_tones(labels, level_db, x, lambda: talk.onset_ms))
 
-    magnitude = spectral.magnitude_spectrogram(x)
-    power = magnitude**2
-    stft_db = 10.0 * np.log10(power.sum(axis=1) / (spectral.NPERSEG * 32768.0**2 * 0.375) + 1e-12)
-    hop_ms = spectral.HOP * 1000.0 / SAMPLE_RATE
-    after = talk.onset_ms + BEEP_AFTER_SPEECH_MS if talk.utterances else None
-    beep = tones.find_beep(power, hop_ms, spectral.NPERSEG, stft_db, after)
+    magnitude, power, stft_db = _stft(x)
+    beep = tones.find_beep(power, HOP_MS, spectral.NPERSEG, stft_db, beep_after_ms(talk.as_dict()))
     if beep is not None:  # the beep is not part of the greeting: measure the talk pattern without it
         frame_ms = np.arange(len(level_db)) * FRAME_MS
         talk = speech.talk_pattern(level_db, labels, (frame_ms >= beep.onset_ms - FRAME_MS)

@@ -14,7 +14,7 @@ import numpy as np
 
 from pbxguard.audio.format import FRAME, SAMPLE_RATE, SAMPLES_PER_MS, samples_for
 from pbxguard.features import speech, tones
-from pbxguard.features.analysis import Analysis, analyse, frame_view
+from pbxguard.features.analysis import Analysis, analyse, beep_after_ms, find_beep, frame_view
 from pbxguard.features.layout import WINDOW_MS
 from pbxguard.screener.compiled import CompiledModel
 from pbxguard.screener.decision import ABSTAIN, DIGITAL_SILENCE, HUMAN_CLASS
@@ -28,6 +28,10 @@ CHECK_FRAMES = 5  # look for a proof, and at the early horizons, every 100 ms of
 # Past the window, while a fax tone is sounding: enough for a CNG burst (500 ms) that the window's end cut
 # to end and be confirmed. The learned stages still see only the window.
 LISTEN_ON_MS = 700
+# An outbound call (AMD) may listen longer, up to this, for a greeting's beep: after a verdict a greeting can
+# get (with speech in it), until the beep has ended; the dialer then speaks after the beep.
+BEEP_WINDOW_MAX_MS = 5000
+BEEP_LISTEN_LABELS = ("machine", "music", "noise", ABSTAIN)
 
 
 def one_blas_thread() -> None:
@@ -64,10 +68,11 @@ class Screener:
         self.window_samples = window_ms * SAMPLES_PER_MS
         self.early = model.early
 
-    def screen(self, samples: np.ndarray) -> Verdict:
+    def screen(self, samples: np.ndarray, beep_window_ms: int = 0) -> Verdict:
         """Classify int16 8 kHz samples as a call would be: the stream fed frame by frame (so the same
-        proofs at the same moments), beyond the window only while a fax tone is sounding."""
-        stream = self.stream()
+        proofs at the same moments), beyond the window only while a fax tone is sounding or (with
+        `beep_window_ms`, as an outbound call) while a greeting's beep may come."""
+        stream = self.stream(beep_window_ms=beep_window_ms)
         x = np.asarray(samples, dtype=np.int16)
         for start in range(0, len(x), FRAME):
             verdict = stream.feed(x[start : start + FRAME])
@@ -75,10 +80,11 @@ class Screener:
                 return verdict
         return stream.finish()
 
-    def stream(self, window_ms: int | None = None) -> ScreeningStream:
-        """A per-call stream; `window_ms` may shorten (never lengthen) the window the models were made for."""
+    def stream(self, window_ms: int | None = None, beep_window_ms: int = 0) -> ScreeningStream:
+        """A per-call stream; `window_ms` may shorten (never lengthen) the window the models were made for;
+        `beep_window_ms` (outbound calls, at most BEEP_WINDOW_MAX_MS) is how far to listen for a greeting's beep."""
         window = min(window_ms or self.window_ms, self.window_ms)
-        return ScreeningStream(self, window * SAMPLES_PER_MS)
+        return ScreeningStream(self, window * SAMPLES_PER_MS, min(beep_window_ms, BEEP_WINDOW_MAX_MS) * SAMPLES_PER_MS)
 
     def decide(self, analysis: Analysis) -> Verdict:
         evidence = analysis.evidence()
@@ -135,10 +141,13 @@ class Screener:
 class ScreeningStream:
     """One call's audio as it arrives. Not thread-safe: one stream per call."""
 
-    def __init__(self, screener: Screener, window_samples: int) -> None:
+    def __init__(self, screener: Screener, window_samples: int, beep_samples: int = 0) -> None:
         self.screener = screener
         self.window_samples = window_samples
         self.limit = window_samples  # raised by LISTEN_ON_MS while a fax tone sounds at the window's end
+        self.beep_samples = beep_samples  # how far a greeting's verdict waits for its beep (past the window only)
+        self._greeting: Verdict | None = None  # the verdict that waits for its beep
+        self._beep_checked = 0
         self._chunks: list[np.ndarray] = []
         self._received = 0
         self._labelled = 0  # samples already split into labelled tone frames
@@ -161,6 +170,16 @@ class ScreeningStream:
     def received_ms(self) -> float:
         return self._received * 1000.0 / SAMPLE_RATE
 
+    @property
+    def listening(self) -> bool:
+        """A verdict is in, and the stream listens on for its beep."""
+        return self._greeting is not None
+
+    @property
+    def most_ms(self) -> float:
+        """The most audio this stream may take: the window, or the beep window."""
+        return max(self.window_samples, self.beep_samples) * 1000.0 / SAMPLE_RATE
+
     def _samples(self) -> np.ndarray:
         if len(self._chunks) > 1:
             self._chunks = [np.concatenate(self._chunks)]
@@ -170,8 +189,11 @@ class ScreeningStream:
         """Add int16 samples (any length); returns the verdict once certain, then keeps returning it."""
         if self.verdict is not None:
             return self.verdict
+        frame = np.asarray(frame, dtype=np.int16)
+        if self._greeting is not None:
+            return self._listen(frame)
         room = self.limit - self._received
-        frame = np.asarray(frame, dtype=np.int16)[:room]
+        frame, rest = frame[:room], frame[room:]
         self._chunks.append(frame)
         self._received += len(frame)
         # Frames are labelled, and proofs and early answers looked for, block by block of CHECK_FRAMES
@@ -184,13 +206,54 @@ class ScreeningStream:
                 break
             verdict = self._check(min(pending, every))
             if verdict is not None:
-                return verdict
+                return self._answered(verdict, rest)
         if self._received >= self.limit:
             if not self.extended and tones.fax_sounding(np.concatenate(self._labels) if self._labels else np.zeros(0)):
                 self.limit += samples_for(LISTEN_ON_MS)
                 return None
-            return self.finish()
+            return self._answered(self.finish(), rest)
         return None
+
+    def _answered(self, verdict: Verdict, rest: np.ndarray) -> Verdict | None:
+        """The verdict, or None while listening on for a greeting's beep (`rest`: the audio past the window)."""
+        after = beep_after_ms(verdict.evidence)
+        if self._received >= self.beep_samples or verdict.proven or verdict.label not in BEEP_LISTEN_LABELS or after is None:
+            return verdict
+        self.verdict, self._greeting = None, verdict
+        self._beep_checked = self._received - self._received % (CHECK_FRAMES * FRAME)
+        return self._listen(rest)
+
+    def _listen(self, frame: np.ndarray) -> Verdict | None:
+        """Past the verdict: look for the beep every CHECK_FRAMES of audio (counted from the start, as the
+        checks before), and answer once it has ended or the beep window is over."""
+        assert self._greeting is not None
+        frame = frame[: self.beep_samples - self._received]
+        self._chunks.append(frame)
+        self._received += len(frame)
+        after = beep_after_ms(self._greeting.evidence)
+        block = CHECK_FRAMES * FRAME
+        while self._beep_checked + block <= self._received:
+            self._beep_checked += block
+            beep = find_beep(self._samples()[: self._beep_checked], after)
+            if beep is not None and _ended(beep, self._beep_checked):
+                return self._heard(beep, self._beep_checked)
+        if self._received >= self.beep_samples:
+            return self._heard(find_beep(self._samples(), after), self._received)
+        return None
+
+    def _heard(self, beep: tones.Beep | None, heard: int) -> Verdict:
+        """The greeting's verdict with its beep: onset, end (if it ended in what was heard), and a machine
+        whatever the window said (a greeting and its beep are a voicemail's, never music)."""
+        greeting, self._greeting = self._greeting, None
+        assert greeting is not None
+        evidence = {**greeting.evidence, "beep_ms": beep.onset_ms if beep else None,
+                    "beep_end_ms": beep.onset_ms + beep.duration_ms if beep and _ended(beep, heard) else None,
+                    "listened_ms": heard * 1000.0 / SAMPLE_RATE}
+        verdict = replace(greeting, evidence=evidence)
+        if beep is not None and greeting.label != "machine":
+            verdict = replace(verdict, label="machine", confidence=BEEP_CONFIDENCE, decided_ms=beep.onset_ms + tones.BEEP_MIN_MS)
+        self.verdict = verdict
+        return verdict
 
     def _check(self, block: int) -> Verdict | None:
         """Label the next `block` frames, then look for a proof over all of them and answer at the horizons passed."""
@@ -223,7 +286,10 @@ class ScreeningStream:
 
     def finish(self, events: list[tones.ToneEvent] | None = None) -> Verdict:
         """Decide on what has arrived (the whole window, or less if the audio stopped early); `events` are
-        proofs found over everything received, past the window too."""
+        proofs found over everything received, past the window too. While listening for a beep: the greeting's
+        verdict with what was heard of it."""
+        if self._greeting is not None:
+            return self._heard(find_beep(self._samples(), beep_after_ms(self._greeting.evidence)), self._received)
         if self.verdict is None:
             samples = self._samples()[: self._labelled] if self._labelled else self._samples()
             window = min(len(samples), self.window_samples)
@@ -232,3 +298,8 @@ class ScreeningStream:
                 analysis = replace(analysis, tone_events=tuple(events))
             self.verdict = self.screener.decide(analysis)
         return self.verdict
+
+
+def _ended(beep: tones.Beep, heard: int) -> bool:
+    """Whether the beep stopped at least CONFIRM_MS before the end of the `heard` samples (so it is over)."""
+    return beep.onset_ms + beep.duration_ms <= heard * 1000.0 / SAMPLE_RATE - tones.CONFIRM_MS

@@ -65,7 +65,7 @@ class Call:
         if self.outcome.done():
             return
         self.end_reason = reason
-        if self.stream.received_ms >= self.window_ms - SHORT_WINDOW_TOLERANCE_MS:
+        if self.stream.listening or self.stream.received_ms >= self.window_ms - SHORT_WINDOW_TOLERANCE_MS:
             self.outcome.set_result(self.stream.finish())
         else:
             self.outcome.set_result(None)
@@ -76,13 +76,13 @@ class CallRegistry:
         self.screener = screener
         self.calls: dict[str, Call] = {}
 
-    def open(self, record: CallRecord, window_ms: int | None = None, early: bool = False) -> Call:
+    def open(self, record: CallRecord, window_ms: int | None = None, early: bool = False, beep_window_ms: int = 0) -> Call:
         known = self.calls.get(record.call_id)
         if known is not None and known.early:  # its audio came first (a relay): adopt it
             known.record, known.early = record, early
             return known
         window = min(window_ms or self.screener.window_ms, self.screener.window_ms)
-        call = Call(record.call_id, window, self.screener.stream(window), asyncio.get_running_loop().create_future(),
+        call = Call(record.call_id, window, self.screener.stream(window, beep_window_ms), asyncio.get_running_loop().create_future(),
                     record, early)
         self.calls[record.call_id] = call
         return call

@@ -65,7 +65,8 @@ def channel_variables(verdict: Verdict, decision: Decision, call_id: str, mode: 
     if decision.action == "CHALLENGE":
         variables["PBXGUARD_CHALLENGE_DIGIT"] = str(secrets.randbelow(10))
     if mode == OUTBOUND:
-        beep = verdict.evidence.get("beep_ms")
-        variables["PBXGUARD_BEEP_MS"] = "" if beep is None else str(int(beep))
+        for name, key in (("PBXGUARD_BEEP_MS", "beep_ms"), ("PBXGUARD_BEEP_END_MS", "beep_end_ms")):
+            value = verdict.evidence.get(key)
+            variables[name] = "" if value is None else str(int(value))
     variables["PBXGUARD_ACTION"] = decision.action
     return variables

@@ -101,15 +101,15 @@ class ScreeningService:
         details = self._details(request, call_id, mode)
         if len(args) > 2 and args[2]:  # inside the Gosub the extension is `s`: the dialplan passes the number
             details = details.with_(called=args[2])
-        call = self.registry.open(details, window)
+        call = self.registry.open(details, window, beep_window_ms=(window or 0) if mode == OUTBOUND else 0)
         caller = await self._caller(request, Identity.from_pbx(*(args[3:5] + ["", ""])[:2]))
         try:
             if relayed:
                 reply = {}
-                verdict = await calls.outcome(call, timeout=call.window_ms / 1000 + AUDIO_GRACE_S)
+                verdict = await calls.outcome(call, timeout=call.stream.most_ms / 1000 + AUDIO_GRACE_S)
             else:
                 reply = await request.send_command(f'EXEC AudioSocket "{call_id},{self.audiosocket_address}"',
-                                                   timeout=call.window_ms / 1000 + AUDIO_GRACE_S)
+                                                   timeout=call.stream.most_ms / 1000 + AUDIO_GRACE_S)
                 verdict = await calls.outcome(call, timeout=0.5 if call.outcome.done() else AUDIO_GRACE_S)
             # A verdict in hand is sent whatever became of the audio socket: AudioSocket() fails (-1) when it
             # reads a reset after our close, and the channel is still there.

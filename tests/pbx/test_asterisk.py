@@ -30,13 +30,14 @@ from pbxguard.train import signals
 from tests.daemon import EXAMPLES, Daemon
 from tests.ops.conftest import RunningDaemon
 from tests.readme import ASTERISK, lines_to_run, run_line
-from tests.signals import seconds, through_line
+from tests.signals import seconds, through_line, with_beep
 
 SHIPPED = DIALPLAN / "asterisk"
 # What the hangup handler records of each call, and the channel variable it comes from.
 OUTCOME = {"verdict": "PBXGUARD_VERDICT", "action": "PBXGUARD_ACTION", "reason": "PBXGUARD_REASON",
            "challenge": "PBXGUARD_CHALLENGE", "member": "MEMBERINTERFACE", "agistatus": "AGISTATUS",
-           "userfield": "CDR(userfield)", "call_id": "PBXGUARD_CALL_ID", "amd": "AMDSTATUS", "amd_cause": "AMDCAUSE"}
+           "userfield": "CDR(userfield)", "call_id": "PBXGUARD_CALL_ID", "amd": "AMDSTATUS", "amd_cause": "AMDCAUSE",
+           "beep": "PBXGUARD_BEEP_MS", "beep_end": "PBXGUARD_BEEP_END_MS"}
 
 TEST_CONTEXTS = r"""
 [test-route]
@@ -52,7 +53,7 @@ exten => _X.,1,Set(CHANNEL(hangup_handler_push)=test-outcome,s,1(${EXTEN}))
  same => n,Answer()
  same => n,Set(STARTED=${EPOCH})
  same => n,GotoIf($["${AMD_${EXTEN}}" = "app"]?app)
- same => n,Gosub(pbxguard-amd,s,1)
+ same => n,Gosub(pbxguard-amd,s,1(${WINDOW_${EXTEN}}))
  same => n,Hangup()
  same => n(app),AMD()
  same => n,Hangup()
@@ -103,11 +104,11 @@ class PBX:
         return str(path.with_suffix(""))
 
     def call(self, audio: str, caller: str = "+12025550143", digit: str = "", hangup: bool = False,
-             eagi: bool = False, route: str = "test-route", amd: str = "") -> str:
+             eagi: bool = False, route: str = "test-route", amd: str = "", window: str = "") -> str:
         """Place a call; returns its number (the key of its outcome)."""
         number = str(next(self.numbers))
         for name, value in (("AUDIO", audio), ("CALLER", caller), ("DIGIT", digit), ("HANGUP", "yes" if hangup else ""),
-                            ("EAGI", "yes" if eagi else ""), ("AMD", amd)):
+                            ("EAGI", "yes" if eagi else ""), ("AMD", amd), ("WINDOW", window)):
             self.asterisk.cli(f"dialplan set global {name}_{number} {value}")
         self.asterisk.cli(f"channel originate Local/{number}@{route} extension {number}@test-caller")
         return number
@@ -143,6 +144,8 @@ def openings(pbx, calls_audio):
     files = {name: pbx.wav(name, samples) for name, samples in calls_audio.items()}
     for name in ("greeting_beep", "busy_na", "robocall"):
         files[name] = pbx.wav(name, read_audio(EXAMPLES / f"{name}.wav"))
+    # speech the shipped model abstains on in the window, and a voicemail beep at 3 s, past it
+    files["late_beep"] = pbx.wav("late_beep", with_beep(read_audio(EXAMPLES / "music.wav"), at_ms=3000.0))
     return files
 
 
@@ -236,6 +239,20 @@ def test_the_amd_drop_in_speaks_amds_words_on_the_same_audio(pbx, openings, open
     cause = re.compile(r"(HUMAN|LONGGREETING|INITIALSILENCE|MAXWORDLENGTH|MAXWORDS)-\d+-\d+|TOOLONG-\d+")
     assert cause.fullmatch(ours["amd_cause"]) and cause.fullmatch(theirs["amd_cause"])
     assert theirs["amd"] in ("HUMAN", "MACHINE", "NOTSURE")  # AMD() itself ran on the same call
+
+
+def test_the_amd_drop_in_with_a_long_window_answers_after_the_beep(pbx, openings):
+    """ARG1 5000: a greeting whose beep comes at 3 s is a MACHINE, and the AGI returns once the beep is over,
+    with its onset and end (a dialer speaks after it); a live answer is still answered at the 2 s window."""
+    ours = pbx.outcome(pbx.call(openings["late_beep"], route="test-dialer", window="5000"))
+    assert ours["amd"] == "MACHINE" and ours["amd_cause"].startswith("LONGGREETING-")
+    onset, end = int(ours["beep"]), int(ours["beep_end"])
+    assert abs(onset - 3000) <= 150 and abs(end - onset - 400) <= 40
+    heard = pbx.daemon.call_log().call(ours["call_id"]).audio_ms
+    assert end < heard <= end + 60 + 100 + 20  # the beep's end confirmed at the next check: long before 5 s
+    live = pbx.outcome(pbx.call(openings["live"], route="test-dialer", window="5000"))
+    assert (live["amd"], live["beep"], live["beep_end"]) == ("HUMAN", "", "")
+    assert pbx.daemon.call_log().call(live["call_id"]).audio_ms <= 2000
 
 
 def children(pid: int) -> list[int]:

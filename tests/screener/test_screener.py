@@ -10,7 +10,7 @@ from pbxguard.policy.rules import Policy
 from pbxguard.screener.screener import Screener
 from pbxguard.screener.verdict import CLASSES
 from pbxguard.train import signals
-from tests.signals import seconds, through_line
+from tests.signals import seconds, through_line, with_beep
 from tests.streaming import same_answer, streamed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,3 +169,41 @@ def test_a_program_using_the_screener_gets_one_blas_thread():
     env["OPENBLAS_NUM_THREADS"] = "2"  # as on a machine of two cores or more, whatever this one has
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=120, check=True)
     assert done.stdout.split() == ["2", "1"], done.stdout
+
+
+def test_an_outbound_stream_listens_past_the_window_for_the_beep_and_says_when_it_ended():
+    """AMD mode: a greeting's verdict waits for its beep (here after the window) and answers once it is over,
+    as a machine whatever the window said (the shipped model abstains on this opening); stream == batch."""
+    screener = Screener()
+    x = with_beep(read_audio(EXAMPLES / "music.wav"), at_ms=3000.0)
+    window_only = screener.screen(x)
+    verdict = screener.screen(x, beep_window_ms=5000)
+    assert window_only.label == "unknown" and window_only.evidence["beep_ms"] is None
+    assert verdict.label == "machine"
+    assert abs(verdict.evidence["beep_ms"] - 3000) <= 40 and abs(verdict.evidence["beep_end_ms"] - 3400) <= 40
+    assert verdict.evidence["beep_end_ms"] + 60 <= verdict.evidence["listened_ms"] <= verdict.evidence["beep_end_ms"] + 60 + 100
+    again = streamed(screener, x, beep_window_ms=5000)
+    assert same_answer(again, verdict) and again.evidence == verdict.evidence
+
+
+def test_the_beep_window_ends_in_a_beep_seen_inside_the_window_and_changes_no_other_answer():
+    screener = Screener()
+    greeting = read_audio(EXAMPLES / "greeting_beep.wav")  # its beep starts at 1808 ms, inside the window
+    verdict = screener.screen(greeting, beep_window_ms=5000)
+    assert (verdict.label, verdict.evidence["beep_ms"]) == ("machine", screener.screen(greeting).evidence["beep_ms"])
+    assert verdict.evidence["beep_end_ms"] is not None and verdict.evidence["listened_ms"] < 2500
+    for name in ("live_answer.wav", "fax_cng.wav", "silence.wav"):  # a person, a proof, nobody: no waiting
+        x = read_audio(EXAMPLES / name)
+        assert screener.screen(x, beep_window_ms=5000) == screener.screen(x), name
+
+
+def test_without_a_beep_the_greeting_waits_to_the_end_of_the_beep_window_or_of_the_audio():
+    screener = Screener()
+    opening = read_audio(EXAMPLES / "music.wav")
+    quiet = with_beep(opening, at_ms=3000.0, length_ms=0.0)
+    verdict = screener.screen(quiet, beep_window_ms=4000)
+    assert (verdict.label, verdict.evidence["beep_ms"], verdict.evidence["listened_ms"]) == ("unknown", None, 4000.0)
+    stream = screener.stream(beep_window_ms=5000)  # the line goes quiet while the beep still sounds
+    assert stream.feed(with_beep(opening, at_ms=3000.0)[:26400]) is None and stream.listening
+    cut = stream.finish()
+    assert cut.label == "machine" and abs(cut.evidence["beep_ms"] - 3000) <= 40 and cut.evidence["beep_end_ms"] is None
