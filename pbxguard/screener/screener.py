@@ -84,7 +84,12 @@ class Screener:
         """A per-call stream; `window_ms` may shorten (never lengthen) the window the models were made for;
         `beep_window_ms` (outbound calls, at most BEEP_WINDOW_MAX_MS) is how far to listen for a greeting's beep."""
         window = min(window_ms or self.window_ms, self.window_ms)
-        return ScreeningStream(self, window * SAMPLES_PER_MS, min(beep_window_ms, BEEP_WINDOW_MAX_MS) * SAMPLES_PER_MS)
+        return ScreeningStream(self, window * SAMPLES_PER_MS, self.beep_samples(beep_window_ms))
+
+    @staticmethod
+    def beep_samples(beep_window_ms: int) -> int:
+        """How far, in samples, a stream asked for `beep_window_ms` listens for a beep."""
+        return min(beep_window_ms, BEEP_WINDOW_MAX_MS) * SAMPLES_PER_MS
 
     def decide(self, analysis: Analysis) -> Verdict:
         evidence = analysis.evidence()
