@@ -29,7 +29,8 @@ class _Version(argparse.Action):
             model = str(json.loads((MODELS_DIR / MANIFEST).read_text())["model_version"])
         except (OSError, ValueError, KeyError):
             model = "missing"
-        parser.exit(message=f"pbxguard {__version__} (model {model})\n")
+        print(f"pbxguard {__version__} (model {model})")  # on stdout, as argparse's own version action
+        parser.exit()
 
 
 def _said_in_one_line(command):
