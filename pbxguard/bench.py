@@ -11,9 +11,11 @@ import json
 import os
 import resource
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import numpy as np
 from pbxguard.audio.format import SAMPLE_RATE
 from pbxguard.screener.screener import Screener
 from pbxguard.shipped import DIALPLAN
+from pbxguard.testing.pbx import free_port
 
 BENCH_SEED = 20261121
 
@@ -119,6 +122,20 @@ def _generate_load(port: int, audio: dict[str, bytes], channels: int, seconds: f
     out.send(results)
 
 
+def _load_outcome(results: list, expected: dict[str, str], audio_ms: dict[str, float], window_ms: float) -> dict:
+    """What `_generate_load`'s calls got: failures, latency after the window, wrong verdicts, short audio."""
+    latencies = np.array([r[2] for r in results if r[2] is not None and r[1] == "SUCCESS"])
+    return {
+        "calls": len(results),
+        "failed_calls": sum(1 for r in results if r[1] != "SUCCESS"),
+        "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if len(latencies) else None,
+        "latency_p99_ms": round(float(np.percentile(latencies, 99)), 1) if len(latencies) else None,
+        "misrouted_or_wrong_verdicts": sum(1 for kind, _, _, _, verdict, _ in results if verdict != expected[kind]),
+        "calls_missing_audio": sum(1 for kind, _, _, call_id, _, _ in results
+                                   if kind != "fax" and (audio_ms.get(call_id) or 0.0) < window_ms),
+    }
+
+
 def run_channels(screener: Screener, channels: int, seconds: float, pbx: str = "asterisk") -> dict:
     """Concurrent channels through a real daemon: latency after the window, CPU, RSS, lost or misrouted audio."""
     import asyncio
@@ -164,23 +181,54 @@ def run_channels(screener: Screener, channels: int, seconds: float, pbx: str = "
         results, cpu, wall = asyncio.run(main())
     finally:
         shutil.rmtree(rundir, ignore_errors=True)
-    latencies = np.array([r[2] for r in results if r[2] is not None and r[1] == "SUCCESS"])
-    misrouted = sum(1 for kind, _, _, _, verdict, _ in results if verdict != expected[kind])
-    short = sum(1 for kind, _, _, call_id, _, _ in results
-                if kind != "fax" and audio_ms.get(call_id, 0.0) < screener.window_ms)
     with open("/proc/self/status") as f:
         hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
     return {
         "pbx": pbx,
         "channels": channels,
-        "calls": len(results),
-        "failed_calls": sum(1 for r in results if r[1] != "SUCCESS"),
-        "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if len(latencies) else None,
-        "latency_p99_ms": round(float(np.percentile(latencies, 99)), 1) if len(latencies) else None,
-        "misrouted_or_wrong_verdicts": misrouted,
-        "calls_missing_audio": short,
+        **_load_outcome(results, expected, audio_ms, screener.window_ms),
         "daemon_cpu_percent_of_one_core": round(100.0 * cpu / wall, 1),
         "daemon_peak_rss_mb": round(hwm / 1024.0, 1),
+        "rss_budget_mb": round(300 + channels * 64 / 1024, 1),
+    }
+
+
+def run_channels_served(screener: Screener, channels: int, seconds: float, workers: int) -> dict:
+    """Concurrent fake Asterisk channels through `pbxguard serve` with `workers` workers, as systemd runs it:
+    latency after the window (as the channels saw it), CPU and peak RSS of every worker, lost or misrouted
+    calls. `screener` (the same models) gives each opening's expected verdict."""
+    import multiprocessing
+    import sqlite3
+
+    with get_context("fork").Pool(1) as pool:
+        audio = pool.apply(load_audio)
+    expected = {k: screener.screen(v).label.upper() for k, v in audio.items()}
+    folder = Path(tempfile.mkdtemp(prefix="pbxguard-bench-workers-"))
+    try:
+        with _serving(folder, {"workers": workers, "log": {"level": "warning"}}) as (_, pids, config):
+            port = config["fastagi"]["port"]
+            ctx = multiprocessing.get_context("spawn")
+            receive, send = ctx.Pipe(duplex=False)
+            child = ctx.Process(target=_generate_load, args=(port, {k: v.astype("<i2").tobytes() for k, v in audio.items()},
+                                                             channels, seconds, send))
+            ticks0, wall0 = {pid: _cpu_ticks(pid) for pid in pids.values()}, time.monotonic()
+            child.start()
+            results = receive.recv()
+            wall = time.monotonic() - wall0
+            cpu_s = sum(_cpu_ticks(pid) - ticks0[pid] for pid in pids.values()) / os.sysconf("SC_CLK_TCK")
+            peak_mb = sum(_status_kb(pid, "VmHWM") for pid in pids.values()) / 1024
+            child.join()
+        with contextlib.closing(sqlite3.connect(folder / "calls.db")) as db:
+            audio_ms = dict(db.execute("SELECT call_id, audio_ms FROM calls"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "workers": workers,
+        "channels": channels,
+        **_load_outcome(results, expected, audio_ms, screener.window_ms),
+        "workers_cpu_percent_of_one_core": round(100.0 * cpu_s / wall, 1),
+        "workers_cpu_ms_per_call": round(1000.0 * cpu_s / max(1, len(results)), 2),
+        "workers_peak_rss_mb": round(peak_mb, 1),
         "rss_budget_mb": round(300 + channels * 64 / 1024, 1),
     }
 
@@ -305,7 +353,6 @@ def run_sipp(screener: Screener, channels: int, seconds: float) -> dict:
     third per opening) for about `seconds`. Every call is matched to its call-log row by the number it
     dialled; its verdict must be the one its audio gets screened alone (after the mu-law the RTP carries)."""
     import socket
-    import subprocess
 
     from pbxguard import config
     from pbxguard.audio import g711
@@ -720,7 +767,6 @@ print(f"{np.median(wall):.2f} {np.percentile(wall, 99):.2f} {len(wall)}")
 
 def run_library(examples: Path) -> dict:
     """Wall time of `screen()` in a program of its own, without the commands' thread limits in its environment."""
-    import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
@@ -745,7 +791,6 @@ def run_startup(file: Path, runs: int = 20) -> dict:
     """Wall time of `pbxguard classify FILE` as an admin runs it (a fresh process each time, the console script
     beside this Python), beside the floor under it on this machine (the interpreter alone, and importing numpy),
     and the heavy modules a classify imports."""
-    import subprocess
     import sys
 
     script = Path(sys.executable).with_name("pbxguard")
@@ -776,56 +821,74 @@ def _children(pid: int) -> list[int]:
     return sorted(found)
 
 
-def _rss_mb(pid: int) -> float:
+def _status_kb(pid: int, field: str) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
-    return round(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024, 1)
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(f"{field}:")))
 
 
-def run_processes(settle_s: float = 5.0) -> dict:
-    """Resident memory of every process of an idle `pbxguard serve` as systemd runs it: the supervisor, the
-    daemon, and its children (the FreeSWITCH ESL server, multiprocessing's resource tracker), with FastAGI,
-    AudioSocket, the EAGI relay sockets and ESL all listening."""
+def _rss_mb(pid: int) -> float:
+    return round(_status_kb(pid, "VmRSS") / 1024, 1)
+
+
+@contextlib.contextmanager
+def _serving(folder: Path, config: dict) -> Iterator[tuple[subprocess.Popen, dict[int, int], dict]]:
+    """`pbxguard serve` on `config` (free ports filled in), until every worker is ready: (supervisor, {worker
+    index: pid}, the whole configuration); stopped with SIGTERM after."""
     import signal
     import socket
-    import subprocess
     import sys
 
     import yaml
 
-    def free_port() -> int:  # the configuration file takes no port 0
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            return probe.getsockname()[1]
+    expected = config.get("workers") or len(os.sched_getaffinity(0))
+    audio = free_port(run=expected)
+    config = {"fastagi": {"port": free_port()}, "audiosocket": {"port": audio, "advertise": f"127.0.0.1:{audio}"},
+              "metrics": {"port": free_port()}, "database": {"path": str(folder / "calls.db")}, **config}
+    (folder / "pbxguard.yaml").write_text(yaml.safe_dump(config))
+    script = Path(sys.executable).with_name("pbxguard")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "pbxguard"]
+    log = open(folder / "serve.log", "w+")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # READY=1 comes once every worker is ready
+    notify.bind(str(folder / "notify.sock"))
+    notify.settimeout(0.2)
+    supervisor = subprocess.Popen([*command, "serve", "--config", str(folder / "pbxguard.yaml")], stdout=log, stderr=log,
+                                  env={**os.environ, "NOTIFY_SOCKET": str(folder / "notify.sock")})
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if supervisor.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pbxguard serve did not get ready: {(folder / 'serve.log').read_text()[-2000:]}")
+            with contextlib.suppress(TimeoutError):
+                if "READY=1" in notify.recv(4096).decode().split("\n"):
+                    break
+        workers = {}
+        for pid in _children(supervisor.pid):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            workers[int(argv[argv.index(b"--worker") + 1])] = pid
+        yield supervisor, workers, config
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(timeout=30)
+        log.close()
+        notify.close()
 
+
+def run_processes(settle_s: float = 5.0) -> dict:
+    """Resident memory of every process of an idle `pbxguard serve` as systemd runs it: the supervisor, the
+    workers (one per core), and worker 0's children (the FreeSWITCH ESL server, multiprocessing's resource
+    tracker), with FastAGI, AudioSocket, the EAGI relay sockets and ESL all listening."""
     folder = Path(tempfile.mkdtemp(prefix="pbxguard-bench-rss-"))
     try:
-        audio = free_port()
-        config = {"fastagi": {"port": free_port()}, "audiosocket": {"port": audio, "advertise": f"127.0.0.1:{audio}"},
-                  "metrics": {"port": free_port()}, "eagi": {"enabled": True, "directory": str(folder / "run")},
-                  "freeswitch": {"enabled": True, "port": free_port(), "recordings": str(folder / "recordings")},
-                  "database": {"path": str(folder / "calls.db")}}
-        (folder / "pbxguard.yaml").write_text(yaml.safe_dump(config))
-        script = Path(sys.executable).with_name("pbxguard")
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "pbxguard"]
-        log = open(folder / "serve.log", "w+")
-        supervisor = subprocess.Popen([*command, "serve", "--config", str(folder / "pbxguard.yaml")], stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 120
-            while "ready:" not in (folder / "serve.log").read_text():
-                if supervisor.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"pbxguard serve did not get ready: {(folder / 'serve.log').read_text()[-2000:]}")
-                time.sleep(0.2)
+        config = {"eagi": {"enabled": True, "directory": str(folder / "run")},
+                  "freeswitch": {"enabled": True, "port": free_port(), "recordings": str(folder / "recordings")}}
+        with _serving(folder, config) as (supervisor, workers, _):
             time.sleep(settle_s)
             processes = {"supervisor": _rss_mb(supervisor.pid)}
-            for daemon in _children(supervisor.pid):
-                processes["daemon"] = _rss_mb(daemon)
+            for index, daemon in workers.items():
+                processes[f"worker_{index}"] = _rss_mb(daemon)
                 for child in _children(daemon):
                     line = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
                     processes["resource_tracker" if "resource_tracker" in line else "esl_server"] = _rss_mb(child)
-        finally:
-            supervisor.send_signal(signal.SIGTERM)
-            supervisor.wait(timeout=30)
-            log.close()
         return {**{f"{name}_rss_mb": mb for name, mb in processes.items()}, "total_rss_mb": round(sum(processes.values()), 1)}
     finally:
         shutil.rmtree(folder, ignore_errors=True)

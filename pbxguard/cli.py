@@ -123,6 +123,8 @@ def cmd_bench(args) -> int:
         result = bench.run_sipp(_screener(args), args.sipp, args.seconds)
     elif args.freeswitch:
         result = bench.run_freeswitch(_screener(args), args.freeswitch, args.seconds)
+    elif args.channels and args.workers:
+        result = bench.run_channels_served(_screener(args), args.channels, args.seconds, args.workers)
     elif args.channels:
         result = bench.run_channels(_screener(args), args.channels, args.seconds, args.pbx)
     else:
@@ -208,7 +210,7 @@ def cmd_serve(args) -> int:
     from pbxguard.supervisor import Supervisor
 
     logs.configure(cfg)
-    return Supervisor(config, cfg.watchdog.stall_s).run()
+    return Supervisor(config, cfg.watchdog.stall_s, cfg.worker_count()).run()
 
 
 DEFAULT_CONFIG = Path("/etc/pbxguard/pbxguard.yaml")
@@ -414,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, default=0, help="instead: N concurrent fake Asterisk channels through the daemon")
     p.add_argument("--seconds", type=float, default=20.0, help="with --channels: how long each channel keeps calling")
     p.add_argument("--pbx", choices=("asterisk", "freeswitch"), default="asterisk", help="with --channels: which path")
+    p.add_argument("--workers", type=int, default=0,
+                   help="with --channels: through `pbxguard serve` with this many workers (default: the daemon in-process)")
     p.add_argument("--sipp", type=int, default=0,
                    help="instead: N concurrent SIPp calls with RTP through the real Asterisk in ../shared/pbx")
     p.add_argument("--freeswitch", type=int, default=0,

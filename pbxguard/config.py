@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -166,7 +167,9 @@ class Config:
     watchdog: Watchdog = Watchdog()
     log: Log = Log()
     web: Web = Web()
+    workers: int = 0  # daemon processes under `pbxguard serve`, each owning whole calls; 0: one per CPU core
     path: str | None = field(default=None, compare=False)  # the file it came from
+    worker: int = field(default=0, compare=False)  # which of the workers this process is (`for_worker`)
 
     def allowed(self, address: str) -> bool:
         """Whether a peer address may talk to the daemon's listeners."""
@@ -182,11 +185,29 @@ class Config:
                    for name, values in sections.items()}
         return dataclasses.replace(self, **changes)
 
+    def worker_count(self) -> int:
+        """How many daemon processes `pbxguard serve` runs: one without the supervisor."""
+        if not self.watchdog.enabled:
+            return 1
+        return self.workers or len(os.sched_getaffinity(0))
+
+    def for_worker(self, index: int) -> Config:
+        """Worker `index`'s view: all share the FastAGI port (SO_REUSEPORT); each has its own AudioSocket
+        port, the configured one plus its index, which it advertises in its own `EXEC AudioSocket`, and its
+        own spool (the spool is one writer's append-only file)."""
+        if index == 0:
+            return dataclasses.replace(self, worker=0)
+        host, _, port = self.audiosocket.advertise.rpartition(":")
+        database = self.database
+        return dataclasses.replace(
+            self.with_(audiosocket={"port": self.audiosocket.port + index, "advertise": f"{host}:{int(port) + index}"},
+                       database={"spool": f"{database.spool_path}.{index}"}), worker=index)
+
     def changed_sections(self, other: Config) -> list[str]:
         return [f.name for f in dataclasses.fields(self) if f.compare and getattr(self, f.name) != getattr(other, f.name)]
 
 
-SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.name != "path"}
+SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.compare}
 
 
 class ConfigError(ValueError):
@@ -280,6 +301,12 @@ def _validate(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: 'web.login_failures_per_minute' must be 1-1000")
     if not 0.1 <= cfg.web.session_hours <= 24 * 30:
         raise ConfigError(f"{source}: 'web.session_hours' must be 0.1-720")
+    if not 0 <= cfg.workers <= 64:
+        raise ConfigError(f"{source}: 'workers' must be 0 (one per CPU core) to 64")
+    host, _, port = cfg.audiosocket.advertise.rpartition(":")
+    if not (host and port.isdecimal() and cfg.audiosocket.port + cfg.worker_count() - 1 < 65536):
+        raise ConfigError(f"{source}: 'audiosocket.advertise' must be host:port, and each worker's port "
+                          "(audiosocket.port plus its index) below 65536")
     if not 200 <= cfg.engine.window_ms <= 10000:
         raise ConfigError(f"{source}: 'engine.window_ms' must be 200-10000")
 

@@ -29,10 +29,10 @@ def escape(text: str) -> str:
 
 
 class PlainFormatter(logging.Formatter):
-    """`time level logger: message`, the message escaped (a traceback after it keeps its lines)."""
+    """`time level logger[worker]: message`, the message escaped (a traceback after it keeps its lines)."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(worker)s: %(message)s", defaults={"worker": ""})
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = escape(record.message)
@@ -45,6 +45,8 @@ class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {"time": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name,
                 "message": record.getMessage()}
+        if hasattr(record, "worker"):
+            line["worker"] = record.worker.strip("[]")
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line)
@@ -79,4 +81,10 @@ def configure(cfg: Config) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JSONFormatter() if cfg.log.json else PlainFormatter())
     handler.addFilter(RateLimit())
+    if cfg.worker_count() > 1:  # name the worker a line comes from: `pbxguard.server[1]:`
+        def mark(record: logging.LogRecord, worker: str = f"[{cfg.worker}]") -> bool:
+            record.worker = worker
+            return True
+
+        handler.addFilter(mark)
     logging.basicConfig(level=cfg.log.level.upper(), handlers=[handler], force=True)

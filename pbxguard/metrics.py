@@ -1,5 +1,10 @@
 """Prometheus metrics, served on 127.0.0.1:9464 by default. Beside the hot path: counters only.
 
+With several workers (`pbxguard serve` sets PROMETHEUS_MULTIPROC_DIR) every worker writes its metrics to
+prometheus_client's multiprocess files and worker 0 serves their sum; the gauges are "live" ones, which the
+supervisor drops when a worker ends. Hence no callback gauges and no Info metric (neither works across
+processes): the server sets the gauges now and then, and the model is a gauge with its version as a label.
+
 The endpoint is prometheus_client's WSGI app and threading server, with what its `start_http_server` lacks
 for a listener on a phone system: the `allow` list checked before a request is read, a socket timeout per
 connection (a client that stops sending is dropped), and a cap on requests served at once.
@@ -8,15 +13,17 @@ connection (a client that stops sending is dropped), and a cap on requests serve
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, multiprocess
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from pbxguard.store.record import CallRecord
+from pbxguard.supervisor import METRICS_DIR_ENV
 
 
 class Metrics:
@@ -28,12 +35,15 @@ class Metrics:
                                  buckets=(0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 3.0, 5.0), registry=self.registry)
         self.latency = Histogram("pbxguard_verdict_latency_seconds", "From the end of the audio to the variables set",
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=self.registry)
-        self.active = Gauge("pbxguard_active_calls", "Calls being screened now", registry=self.registry)
+        self.active = Gauge("pbxguard_active_calls", "Calls being screened now", registry=self.registry,
+                            multiprocess_mode="livesum")
         self.errors = Counter("pbxguard_errors", "Errors by kind", ["kind"], registry=self.registry)
         self.challenges = Counter("pbxguard_challenges", "Turing test outcomes", ["outcome"], registry=self.registry)
         self.pending = Gauge("pbxguard_call_log_pending", "Rows spooled or held, not yet in the database",
-                             registry=self.registry)
-        self.model = Info("pbxguard_model", "The loaded model", registry=self.registry)
+                             registry=self.registry, multiprocess_mode="livesum")
+        self.model = Gauge("pbxguard_model_info", "The loaded model (1) by version", ["version"],
+                           registry=self.registry, multiprocess_mode="livemax")
+        self.model_version = ""
 
         self.latency_samples: list[float] | None = None  # a benchmark sets a list to keep every latency
 
@@ -43,10 +53,21 @@ class Metrics:
         if self.latency_samples is not None:
             self.latency_samples.append(seconds)
 
+    def loaded(self, version: str) -> None:
+        if self.model_version:
+            self.model.labels(self.model_version).set(0)
+        self.model.labels(version).set(1)
+        self.model_version = version
+
     def serve(self, host: str, port: int, allowed: Callable[[str], bool]) -> tuple[MetricsServer, threading.Thread]:
-        """Start the HTTP endpoint in a background thread; returns (server, thread)."""
+        """Start the HTTP endpoint in a background thread; returns (server, thread). In multiprocess mode it
+        serves every worker's metrics."""
+        registry = self.registry
+        if os.environ.get(METRICS_DIR_ENV):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
         kind = MetricsServer6 if ":" in host else MetricsServer
-        server = make_server(host, port, make_wsgi_app(self.registry), kind, handler_class=_QuietHandler)
+        server = make_server(host, port, make_wsgi_app(registry), kind, handler_class=_QuietHandler)
         server.allowed = allowed
         thread = threading.Thread(target=server.serve_forever, name="pbxguard-metrics", daemon=True)
         thread.start()

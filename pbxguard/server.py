@@ -36,7 +36,7 @@ from pbxguard.service.screening import ScreeningService
 from pbxguard.store.calllog import open_call_log
 from pbxguard.store.captures import Captures
 from pbxguard.store.writer import CallLogWriter
-from pbxguard.supervisor import HEARTBEAT_S, die_with_parent, heartbeat_fd
+from pbxguard.supervisor import BEAT, HEARTBEAT_S, READY, die_with_parent, heartbeat_fd
 
 log = logging.getLogger("pbxguard.server")
 
@@ -137,15 +137,13 @@ class Server:
     def __init__(self, config: Config, screener: Screener | None = None) -> None:
         self.config = config
         self.screener = screener or Screener(**config.engine.screener_args())
-        self.registry = CallRegistry(self.screener)
         self.metrics = Metrics()
-        self.metrics.model.info({"version": self.screener.version})
-        self.metrics.active.set_function(lambda: self.registry.active)
+        self.registry = CallRegistry(self.screener, self.metrics.active.set)
+        self.metrics.loaded(self.screener.version)
         c = config.captures
         self.captures = Captures(c.directory, c.max_days, c.max_megabytes) if c.enabled else None
         db = config.database
         writer = CallLogWriter(lambda: open_call_log(db.path, db.url), db.spool_path, db.retry_s)
-        self.metrics.pending.set_function(lambda: writer.pending)
         self.recorder = Recorder(writer, self.captures, self.metrics, config.log.json, config.log.full_numbers)
         self.transcripts = transcript_stage(config.transcript)
         self.service = ScreeningService(self.registry, self.recorder, config, self.transcripts)
@@ -156,6 +154,7 @@ class Server:
         self.freeswitch_port = 0
         self.freeswitch_beat = 0.0
         self.tasks: list[asyncio.Future] = []
+        self.ready_to_report = False
 
     def allowed(self, address: str) -> bool:
         return self.config.allowed(address)  # the running config's list: a reload applies a changed one
@@ -170,9 +169,11 @@ class Server:
         asyncio.get_running_loop().set_exception_handler(_loop_exception)
         if cfg.fastagi.enabled:
             gate = Gate("fastagi", cfg.fastagi.max_connections)
+            # Workers share the port: the kernel spreads connections across them.
             self.servers.append(await self._bind("fastagi", cfg.fastagi.host, cfg.fastagi.port, asyncio.start_server,
                                                  gate.streams(app.handler(self.allowed)),
-                                                 limit=cfg.fastagi.header_limit_bytes))
+                                                 limit=cfg.fastagi.header_limit_bytes,
+                                                 reuse_port=cfg.worker_count() > 1))
         a = cfg.audiosocket
         timeouts = Timeouts(a.first_frame_timeout_s, a.idle_timeout_s, a.max_call_s)
         if cfg.audiosocket.enabled:
@@ -186,17 +187,19 @@ class Server:
                 self.service.audiosocket_address = f"{cfg.audiosocket.host}:{audio.sockets[0].getsockname()[1]}"
         if cfg.eagi.enabled or cfg.freeswitch.enabled:
             await self._start_relay_sockets(app, cfg.eagi.directory, timeouts)
-        if cfg.freeswitch.enabled:
+        # The ESL server relays each call to a worker's relay sockets, so one serves them all; so do the
+        # metrics endpoint (multiprocess mode) and the captures' pruning.
+        if cfg.freeswitch.enabled and cfg.worker == 0:
             await self._start_freeswitch()
             if cfg.watchdog.enabled:
                 self.tasks.append(asyncio.ensure_future(self._watch_freeswitch()))
-        if cfg.metrics.enabled:
+        if cfg.metrics.enabled and cfg.worker == 0:
             try:
                 self.metrics_server = self.metrics.serve(cfg.metrics.host, cfg.metrics.port, self.allowed)
             except OSError as exc:
                 raise OSError(exc.errno, f"metrics: cannot listen on {cfg.metrics.host}:{cfg.metrics.port}: "
                                          f"{exc.strerror}") from None
-        if self.captures is not None:
+        if self.captures is not None and cfg.worker == 0:
             self.tasks.append(asyncio.ensure_future(self._prune_captures(self.captures)))
         self.tasks.append(asyncio.ensure_future(self._flush_call_log()))
 
@@ -212,7 +215,7 @@ class Server:
     async def _start_relay_sockets(self, app: FastAGIApplication, directory: str, timeouts: Timeouts) -> None:
         """Unix sockets for the EAGI and FreeSWITCH relays: the same FastAGI and AudioSocket handlers."""
         os.makedirs(directory, exist_ok=True)
-        agi_path, audio_path = socket_paths(directory)
+        agi_path, audio_path = socket_paths(directory, self.config.worker)
         loop = asyncio.get_running_loop()
         agi_gate = Gate("relay agi", self.config.fastagi.max_connections)
         audio_gate = Gate("relay audio", self.config.audiosocket.max_connections)
@@ -307,7 +310,7 @@ class Server:
         at every call. A changed setting that needs a restart is named in the log and left as it runs."""
         systemd.notify("RELOADING=1")
         try:
-            cfg = config_module.load(self.config.path) if self.config.path else self.config
+            cfg = config_module.load(self.config.path).for_worker(self.config.worker) if self.config.path else self.config
             # Loading models takes a while: off the event loop, which keeps serving calls (and beating).
             screener = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: Screener(**cfg.engine.screener_args()))
@@ -323,10 +326,10 @@ class Server:
             self.config, self.screener = cfg, screener
             self.registry.screener = screener
             self.service.reconfigure(cfg)
-            self.metrics.model.info({"version": screener.version})
+            self.metrics.loaded(screener.version)
             logging.getLogger().setLevel(cfg.log.level.upper())
             log.info("reloaded: model %s", screener.version)
-        systemd.notify("READY=1")
+        self._ready()
 
     async def stop(self) -> None:
         """Stop accepting, give calls in progress a bounded time to finish, flush the call log."""
@@ -348,6 +351,23 @@ class Server:
         if self.transcripts is not None:
             self.transcripts.close()
 
+    def _ready(self) -> None:
+        """Ready (started, or reloaded): to systemd, or under the supervisor in the next heartbeat (the
+        supervisor tells systemd once every worker is)."""
+        systemd.notify(f"READY=1\nSTATUS=screening with model {self.screener.version}")
+        self.ready_to_report = True
+
+    async def _beat(self, fd: int) -> None:
+        """The supervisor's heartbeat: a byte from the event loop itself, so a stuck loop stops beating."""
+        os.set_blocking(fd, False)
+        while True:
+            try:
+                os.write(fd, READY if self.ready_to_report else BEAT)
+                self.ready_to_report = False
+            except BlockingIOError:  # the supervisor is behind: it has beats enough
+                pass
+            await asyncio.sleep(HEARTBEAT_S)
+
     async def run(self, heartbeat: int | None = None) -> None:
         """Serve until SIGTERM or SIGINT. With `heartbeat` (a pipe to the supervisor) the event loop writes a
         byte to it every HEARTBEAT_S; alone, it pings systemd's watchdog itself."""
@@ -356,8 +376,8 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self.tasks.append(asyncio.ensure_future(self.reload())))
-        self.tasks.append(asyncio.ensure_future(systemd.watchdog() if heartbeat is None else _beat(heartbeat)))
-        systemd.notify(f"READY=1\nSTATUS=screening with model {self.screener.version}")
+        self.tasks.append(asyncio.ensure_future(systemd.watchdog() if heartbeat is None else self._beat(heartbeat)))
+        self._ready()
         log.info("ready: model %s", self.screener.version)
         await self.stopping.wait()
         systemd.notify("STOPPING=1")
@@ -365,15 +385,6 @@ class Server:
         await self.stop()
 
 
-async def _beat(fd: int) -> None:
-    """The supervisor's heartbeat: a byte from the event loop itself, so a stuck loop stops beating."""
-    os.set_blocking(fd, False)
-    while True:
-        try:
-            os.write(fd, b".")
-        except BlockingIOError:  # the supervisor is behind: it has beats enough
-            pass
-        await asyncio.sleep(HEARTBEAT_S)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,9 +396,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="pbxguard-daemon")
     parser.add_argument("--config")
+    parser.add_argument("--worker", type=int, default=0, help="which of `workers` this process is (the supervisor's)")
     args = parser.parse_args(argv)
     try:
-        cfg = config_module.load(args.config)
+        cfg = config_module.load(args.config).for_worker(args.worker)
     except config_module.ConfigError as exc:
         print(f"pbxguard: {exc}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "relays": {"relays.contract", "protocols.agi", "protocols.audiosocket", "protocols.esl_outbound", "audio.format",
                "supervisor.HEARTBEAT_S", "supervisor.die_with_parent"},
     "store": {"store.record", "audio.files"},
-    "metrics": {"store.record"},
+    "metrics": {"store.record", "supervisor.METRICS_DIR_ENV"},
     "systemd": set(),
     "shipped": set(),
     "install": {"shipped"},

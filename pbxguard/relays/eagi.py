@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import os
 import selectors
-import socket
 import sys
 import uuid
 
 from pbxguard.protocols import agi as agi_wire
 from pbxguard.protocols.audiosocket import KIND_SLIN, frame, uuid_frame
-from pbxguard.relays.contract import CALL_ID_HEADER, DEFAULT_RUNDIR, RUNDIR_ENV, socket_paths
+from pbxguard.relays.contract import CALL_ID_HEADER, DEFAULT_RUNDIR, RUNDIR_ENV, connect
 
 AUDIO_FD = 3
 MAX_HEADER = 65536
@@ -49,12 +48,9 @@ def relay(stdin: int = 0, stdout: int = 1, audio_fd: int = AUDIO_FD, rundir: str
         sys.stderr.write("pbxguard-eagi: no AGI environment on stdin\n")
         return 1
     call_id = str(uuid.uuid4())
-    agi_path, audio_path = socket_paths(rundir)
     try:
-        agi = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        agi.connect(agi_path)
-        audio = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        audio.connect(audio_path)
+        agi, audio = connect(rundir, call_id)
+        assert audio is not None
     except OSError as exc:
         sys.stderr.write(f"pbxguard-eagi: daemon not reachable in {rundir}: {exc.strerror or exc}\n")
         return 1

@@ -26,7 +26,7 @@ from pathlib import Path
 from pbxguard.audio.format import FRAME_MS, SAMPLE_RATE, SAMPLE_WIDTH
 from pbxguard.protocols import agi as agi_wire
 from pbxguard.protocols.audiosocket import KIND_SLIN, frame, uuid_frame
-from pbxguard.relays.contract import CALL_ID_HEADER, DEFAULT_RUNDIR, DTMF_KEYS, socket_paths
+from pbxguard.relays.contract import CALL_ID_HEADER, DEFAULT_RUNDIR, DTMF_KEYS, connect
 from pbxguard.supervisor import HEARTBEAT_S, die_with_parent
 
 log = logging.getLogger("pbxguard.freeswitch")
@@ -105,11 +105,8 @@ class ScreeningCall:
             s.api(f"uuid_setvar {channel_uuid} record_sample_rate {SAMPLE_RATE}")
             s.api(f"uuid_answer {channel_uuid}")
             s.api(f"uuid_record {channel_uuid} start {path} {record_limit_s(data)}")
-            agi_path, audio_path = socket_paths(self.rundir)
-            agi = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            agi.connect(agi_path)
-            audio = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            audio.connect(audio_path)
+            agi, audio = connect(self.rundir, call_id)
+            assert audio is not None
             agi.sendall(self._environment(data, call_id))
             audio.sendall(uuid_frame(call_id))
             joinall([spawn(self._pump, path, audio), spawn(self._commands, agi, channel_uuid)])
@@ -132,8 +129,7 @@ class ScreeningCall:
 
     def _check(self, data: dict) -> str:
         """The daemon's `check` route: PBXGUARD_LIST (DENY, ALLOW or NONE) for this caller."""
-        agi = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        agi.connect(socket_paths(self.rundir)[0])
+        agi, _ = connect(self.rundir, data.get("Unique-ID", ""), audio=False)
         agi.sendall(agi_wire.encode_environment({agi_wire.SCRIPT: "check", **self._call_headers(data)}))
         listed = ""
         with agi, agi.makefile("rb") as reader:
@@ -223,8 +219,7 @@ class ScreeningCall:
         call_id = data.get("variable_pbxguard_call_id", "").split("\n", 1)[0].strip()
         pressed = "".join(ch for ch in data.get("variable_pbxguard_pressed", "").split("\n", 1)[0] if ch in DTMF_KEYS)
         args = [call_id, outcome.split("\n", 1)[0].strip(), pressed]
-        agi = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        agi.connect(socket_paths(self.rundir)[0])
+        agi, _ = connect(self.rundir, call_id, audio=False)
         agi.sendall(agi_wire.encode_environment({agi_wire.SCRIPT: "challenge",
                                                  **{f"agi_arg_{i}": a for i, a in enumerate(args, 1)}}))
         agi.recv(64)  # closed by the daemon once recorded

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,9 +73,10 @@ class Call:
 
 
 class CallRegistry:
-    def __init__(self, screener: Screener) -> None:
+    def __init__(self, screener: Screener, counted: Callable[[int], None] = lambda active: None) -> None:
         self.screener = screener
         self.calls: dict[str, Call] = {}
+        self.counted = counted  # told the number of calls in progress whenever it changes (the metrics gauge)
 
     def open(self, record: CallRecord, window_ms: int | None = None, early: bool = False, beep_window_ms: int = 0) -> Call:
         known = self.calls.get(record.call_id)
@@ -86,6 +88,7 @@ class CallRegistry:
         call = Call(record.call_id, window, self.screener.stream(window, beep_window_ms), asyncio.get_running_loop().create_future(),
                     record, early)
         self.calls[record.call_id] = call
+        self.counted(len(self.calls))
         return call
 
     def attach(self, call_id: str, early: bool = False) -> Call | None:
@@ -111,6 +114,7 @@ class CallRegistry:
 
     def close(self, call_id: str) -> None:
         call = self.calls.pop(call_id, None)
+        self.counted(len(self.calls))
         if call is not None and not call.outcome.done():
             call.outcome.set_result(None)
 

@@ -41,14 +41,24 @@ class Recorder:
         self.full_numbers = full_numbers
         self.subscribers: list[Callable[[CallRecord | ChallengeOutcome], None]] = []
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxguard-store")
+        if writer is not None:
+            self.metrics.pending.set(writer.pending)  # a spool left by the last run
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
+    def _counted(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args), then the pending rows gauge (the store thread is the one that changes them)."""
+        try:
+            return fn(*args)
+        finally:
+            if self.writer is not None:
+                self.metrics.pending.set(self.writer.pending)
+
     async def _store(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args) in the store thread, waited for at most COMMIT_TIMEOUT_S (it goes on after that)."""
         try:
-            return await asyncio.wait_for(asyncio.shield(self._run(fn, *args)), COMMIT_TIMEOUT_S)
+            return await asyncio.wait_for(asyncio.shield(self._run(self._counted, fn, *args)), COMMIT_TIMEOUT_S)
         except TimeoutError:
             self.metrics.errors.labels("call_log").inc()
             log.error("call log: %s not acknowledged within %.1f s; going on without waiting", what, COMMIT_TIMEOUT_S)
@@ -103,6 +113,12 @@ class Recorder:
             return []
         lists = await self._store("reading the caller-ID lists", self.writer.lists)
         return self.writer.cached_lists if lists is None else lists
+
+    async def calls_from(self, caller: str, since: float) -> int:
+        """Calls from `caller` in the call log since `since` (0 while the database is away or slow)."""
+        if self.writer is None:
+            return 0
+        return await self._store("counting a caller's calls", self.writer.calls_from, caller, since) or 0
 
     async def flush(self) -> None:
         """Reconnect and replay the spool when due (the server calls this now and then)."""

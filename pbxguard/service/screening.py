@@ -19,6 +19,7 @@ rejects the call unanswered), ALLOW (screening is skipped) or NONE.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -26,7 +27,7 @@ from collections.abc import Awaitable, Callable
 
 from pbxguard.asr.stage import TranscriptStage
 from pbxguard.config import Config
-from pbxguard.policy.callerid import DENY, Caller, CallerIndex
+from pbxguard.policy.callerid import DENY, RATE_WINDOW_S, Caller, CallerIndex
 from pbxguard.policy.callers import CallerRules
 from pbxguard.policy.identity import NOT_CHECKED, Identity
 from pbxguard.policy.rules import Decision, Policy
@@ -74,7 +75,13 @@ class ScreeningService:
         return {"screen": self.screen, "challenge": self.challenge, "check": self.check}
 
     async def _caller(self, request: FastAGIRequest, identity: Identity = NOT_CHECKED) -> Caller:
-        return self.callers.classify(request.headers.get("agi_callerid", ""), await self.recorder.lists(), identity=identity)
+        caller = self.callers.classify(request.headers.get("agi_callerid", ""), await self.recorder.lists(), identity=identity)
+        if not self.caller_rules.max_calls_per_minute:
+            return caller
+        # Other workers and other daemons on the same database took some of this caller's calls: the call log
+        # counts the finished ones, this worker also its own in progress.
+        logged = await self.recorder.calls_from(caller.e164 or caller.raw, time.time() - RATE_WINDOW_S)
+        return dataclasses.replace(caller, calls_last_minute=max(caller.calls_last_minute, logged + 1))
 
     @staticmethod
     def _details(request: FastAGIRequest, call_id: str, mode: str = "") -> CallRecord:

@@ -44,6 +44,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE calls ADD COLUMN identity TEXT;
     """,
 )
+SCHEMA_LOCK = 0x70627867  # PostgreSQL advisory lock key of the migrations ("pbxg")
 FILTERS = ("verdict", "action", "challenge", "caller")  # the columns calls() filters on by equality
 
 
@@ -69,18 +70,25 @@ class CallLog:
         return rows
 
     def migrate(self) -> int:
-        """Apply the migrations not yet applied; returns the schema version."""
-        self._execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION)")
-        done = {row[0] for row in self._execute("SELECT version FROM schema_version")}
+        """Apply the migrations not yet applied; returns the schema version. One transaction under the schema
+        lock: workers and daemons that start together on one database must not run a migration twice."""
+        cursor = self.db.cursor()
+        self._lock_schema(cursor)
+        cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION)")
+        cursor.execute("SELECT version FROM schema_version")
+        done = {row[0] for row in cursor.fetchall()}
         for version, script in enumerate(MIGRATIONS, 1):
             if version in done:
                 continue
-            cursor = self.db.cursor()
             for statement in filter(str.strip, script.split(";")):
                 cursor.execute(statement)
             cursor.execute(self._sql("INSERT INTO schema_version (version, applied) VALUES (?, ?)"), (version, time.time()))
-            self.db.commit()
+        self.db.commit()
         return len(MIGRATIONS)
+
+    def _lock_schema(self, cursor: Any) -> None:
+        """Begin the migrations' transaction holding a lock that other connections wait for."""
+        raise NotImplementedError
 
     def record_call(self, record: CallRecord) -> None:
         """Insert or replace one call (committed when this returns); a later challenge or label is kept."""
@@ -208,6 +216,9 @@ class SQLiteCallLog(CallLog):
         db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable against a killed process
         super().__init__(db)
 
+    def _lock_schema(self, cursor: Any) -> None:
+        cursor.execute("BEGIN IMMEDIATE")  # the write lock, waited for up to the connection's timeout
+
 
 class PostgresCallLog(CallLog):
     placeholder = "%s"
@@ -220,6 +231,9 @@ class PostgresCallLog(CallLog):
         # Bounded waits: a server that stops answering must not hold the store thread (and every verdict) for long.
         super().__init__(psycopg.connect(url, connect_timeout=3, keepalives=1, keepalives_idle=5,
                                          keepalives_interval=2, keepalives_count=2, tcp_user_timeout=6000))
+
+    def _lock_schema(self, cursor: Any) -> None:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))  # released at commit
 
 
 def open_call_log(path: str | Path, url: str = "") -> CallLog:

@@ -68,13 +68,22 @@ class CallLogWriter:
 
     def lists(self) -> list[tuple[str, str, str]]:
         """The caller-ID lists; while the database is away, the last ones read."""
+        self.cached_lists = self._query(lambda db: db.lists(), self.cached_lists)
+        return self.cached_lists
+
+    def calls_from(self, caller: str, since: float) -> int:
+        """Calls from `caller` committed since `since`; 0 while the database is away."""
+        return self._query(lambda db: db.calls_from(caller, since), 0)
+
+    def _query(self, read: Callable[[CallLog], Any], otherwise: Any) -> Any:
+        """read(database), once what is pending has reached it; `otherwise` while it is away."""
         if self.flush():
             assert self.db is not None  # flush() is True only when connected
             try:
-                self.cached_lists = self.db.lists()
+                return read(self.db)
             except Exception as exc:
                 self._lost(exc)
-        return self.cached_lists
+        return otherwise
 
     def flush(self) -> bool:
         """Connect if due and replay what is pending; True when connected with nothing pending."""

@@ -14,6 +14,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import time
@@ -165,6 +166,22 @@ verbose = 3
 
 
 FREESWITCH_TARBALL = "freeswitch-1.10.12-debian12-amd64.tar.xz"
+
+
+def free_port(run: int = 1) -> int:
+    """A free loopback port, the first of `run` free ones in a row (a configuration file takes no port 0; each
+    worker takes the next AudioSocket port)."""
+    while True:
+        with contextlib.ExitStack() as held:
+            first = held.enter_context(socket.socket())
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            try:
+                for following in range(port + 1, port + run):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", following))
+            except OSError:
+                continue
+            return port
 
 
 def stop_process(process: subprocess.Popen, ask) -> None:

@@ -15,15 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pbxguard.testing.pbx import stop_process
+from pbxguard.testing.pbx import free_port, stop_process
 
 WATCHDOG_USEC = 300_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RunningDaemon:
@@ -33,7 +27,7 @@ class RunningDaemon:
         self.dir = tmp_path
         self.config = {
             "fastagi": {"port": free_port()},
-            "audiosocket": {"port": (audio := free_port()), "advertise": f"127.0.0.1:{audio}"},
+            "audiosocket": {"port": (audio := free_port(run=4)), "advertise": f"127.0.0.1:{audio}"},
             "metrics": {"port": free_port()},
             "database": {"path": str(tmp_path / "calls.db")},
             "captures": {"enabled": True, "directory": str(tmp_path / "captures")},

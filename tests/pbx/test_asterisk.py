@@ -276,17 +276,34 @@ def wait_for(predicate, timeout: float) -> float:
     return time.monotonic()
 
 
+def test_two_workers_share_the_real_asterisks_calls(pbx, openings, tmp_path):
+    daemon = RunningDaemon(tmp_path, workers=2)  # each advertises its own AudioSocket port in EXEC AudioSocket
+    pbx.server(f"127.0.0.1:{daemon.agi_port}")
+    try:
+        expected = {pbx.call(openings[name]): verdict for name, verdict in [("live", "HUMAN"), ("fax", "FAX")] * 5}
+        outcomes = {number: pbx.outcome(number) for number in expected}
+        time.sleep(0.3)  # the last call lines
+        log = (daemon.dir / "daemon.log").read_text()
+    finally:
+        pbx.server(f"127.0.0.1:{pbx.daemon.agi_port}")
+        daemon.stop()
+    assert {number: o["verdict"] for number, o in outcomes.items()} == expected
+    workers = {re.search(rf"calls\[(\d)\]: call_id={o['call_id']} ", log).group(1) for o in outcomes.values()}
+    assert workers == {"0", "1"}
+
+
 @pytest.mark.parametrize("failure", ["frozen", "killed"])
 def test_a_frozen_or_killed_daemon_lets_its_calls_through_within_a_second(pbx, openings, tmp_path, failure):
-    daemon = RunningDaemon(tmp_path)  # `pbxguard serve` as systemd runs it: supervisor and daemon
+    daemon = RunningDaemon(tmp_path)  # `pbxguard serve` as systemd runs it: supervisor and workers
     pbx.server(f"127.0.0.1:{daemon.agi_port}")
-    worker = children(daemon.process.pid)[0]
+    workers = children(daemon.process.pid)
     try:
         number = pbx.call(openings["dead_air"])
         wait_for(lambda: application(pbx, number) == "AudioSocket", 10)
         time.sleep(0.5)  # mid-window
-        if failure == "frozen":
-            os.kill(worker, signal.SIGSTOP)  # accepts nothing, answers nothing: AGI has no timeout of its own
+        if failure == "frozen":  # every worker (the call may be on any): accepts nothing, answers nothing,
+            for worker in workers:  # and AGI has no timeout of its own
+                os.kill(worker, signal.SIGSTOP)
         else:
             os.kill(daemon.process.pid, signal.SIGKILL)  # the service is killed; its daemon dies with it
         stalled = time.monotonic()
@@ -294,8 +311,9 @@ def test_a_frozen_or_killed_daemon_lets_its_calls_through_within_a_second(pbx, o
         outcome = pbx.outcome(number)
     finally:
         pbx.server(f"127.0.0.1:{pbx.daemon.agi_port}")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker, signal.SIGCONT)
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGCONT)
         daemon.stop()
     assert released - stalled <= 1.0
     assert outcome["verdict"] == "" and outcome["member"] == "Local/agent@pbxguard-example-agents/n"  # bridged

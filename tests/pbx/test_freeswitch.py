@@ -186,7 +186,8 @@ def test_a_failing_pbxguard_lets_its_calls_through_within_a_second(fs, openings,
     esl_port = free_port()
     daemon = RunningDaemon(tmp_path, freeswitch={"enabled": True, "port": esl_port, "recordings": str(tmp_path / "rec")},
                            eagi={"enabled": True, "directory": str(tmp_path / "run")})
-    worker = children(daemon.process.pid)[0]
+    workers = children(daemon.process.pid)  # one per core; worker 0 runs the ESL server
+    worker = workers[0]
     esl_process = children(worker)[-1]  # spawn's resource tracker may come first
     fs.point_at(esl_port)
     try:
@@ -198,8 +199,11 @@ def test_a_failing_pbxguard_lets_its_calls_through_within_a_second(fs, openings,
             os.kill(daemon.process.pid, signal.SIGKILL)
         elif failure == "esl killed":
             os.kill(esl_process, signal.SIGKILL)
-        else:
-            os.kill(worker if failure == "daemon frozen" else esl_process, signal.SIGSTOP)
+        elif failure == "esl frozen":
+            os.kill(esl_process, signal.SIGSTOP)
+        else:  # every worker: the call may be on any
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
         stalled = time.monotonic()
         moved = fs.fs.esl.wait_event(lambda e: e.get("Event-Name") == "CHANNEL_EXECUTE"
                                      and e.get("Application") == "callcenter"
@@ -221,7 +225,7 @@ def test_a_failing_pbxguard_lets_its_calls_through_within_a_second(fs, openings,
             assert (after.get("variable_pbxguard_verdict"), after.get("variable_pbxguard_action")) == ("FAX", "HANGUP")
     finally:
         fs.point_at(fs.daemon.server.freeswitch_port)
-        for pid in (worker, esl_process):
+        for pid in (*workers, esl_process):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         daemon.stop()
