@@ -44,6 +44,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE calls ADD COLUMN identity TEXT;
     """,
 )
+LOCK_TIMEOUT_S = 10.0  # how long SQLite waits for another connection's lock
 SCHEMA_LOCK = 0x70627867  # PostgreSQL advisory lock key of the migrations ("pbxg")
 FILTERS = ("verdict", "action", "challenge", "caller")  # the columns calls() filters on by equality
 
@@ -194,6 +195,20 @@ class CallLog:
         self.db.close()
 
 
+def _wal(db: sqlite3.Connection) -> None:
+    """WAL mode (kept in the file). Switching takes an exclusive lock without waiting for one, so processes
+    opening a new file together (the workers) see "database is locked": retried up to LOCK_TIMEOUT_S."""
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SQLiteCallLog(CallLog):
     data_errors = (sqlite3.IntegrityError, sqlite3.DataError)
 
@@ -211,8 +226,8 @@ class SQLiteCallLog(CallLog):
             os.chown(path, folder.st_uid, folder.st_gid)
         if path.stat().st_uid == os.geteuid():
             os.chmod(path, 0o600)
-        db = sqlite3.connect(str(path), check_same_thread=False, timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")
+        db = sqlite3.connect(str(path), check_same_thread=False, timeout=LOCK_TIMEOUT_S)
+        _wal(db)
         db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable against a killed process
         super().__init__(db)
 
