@@ -290,10 +290,11 @@ class Server:
                 self.freeswitch_beat = loop.time()
 
     async def _flush_call_log(self) -> None:
-        """Rows spooled while the database was away are replayed as soon as it is back, calls or not."""
+        """Rows spooled while the database was away are replayed as soon as it is back, calls or not; and the
+        caller-ID lists are read, so that every worker, busy or not, has fresh ones to use in an outage."""
         while True:
             await asyncio.sleep(self.config.database.retry_s)
-            await self.recorder.flush()
+            await self.recorder.lists()  # replays what is pending first
 
     async def _prune_captures(self, captures: Captures) -> None:
         while True:

@@ -120,11 +120,6 @@ class Recorder:
             return 0
         return await self._store("counting a caller's calls", self.writer.calls_from, caller, since) or 0
 
-    async def flush(self) -> None:
-        """Reconnect and replay the spool when due (the server calls this now and then)."""
-        if self.writer is not None:
-            await self._store("replaying the spool", self.writer.flush)
-
     def close(self) -> None:
         """Finish pending writes and close the call log."""
         if self.writer is not None:
