@@ -55,6 +55,7 @@ class CallLog:
     placeholder = "?"
     whole = "CAST({} AS INTEGER)"  # the integer part of a non-negative number (PostgreSQL's cast rounds)
     data_errors: tuple[type[Exception], ...] = ()  # what the database raises for a bad row rather than an outage
+    schema_lock = "BEGIN IMMEDIATE"  # begins the migrations' transaction with a lock others wait for (SQLite's write lock)
 
     def __init__(self, connection) -> None:
         self.db = connection
@@ -74,7 +75,7 @@ class CallLog:
         """Apply the migrations not yet applied; returns the schema version. One transaction under the schema
         lock: workers and daemons that start together on one database must not run a migration twice."""
         cursor = self.db.cursor()
-        self._lock_schema(cursor)
+        cursor.execute(self.schema_lock)
         cursor.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION)")
         cursor.execute("SELECT version FROM schema_version")
         done = {row[0] for row in cursor.fetchall()}
@@ -86,10 +87,6 @@ class CallLog:
             cursor.execute(self._sql("INSERT INTO schema_version (version, applied) VALUES (?, ?)"), (version, time.time()))
         self.db.commit()
         return len(MIGRATIONS)
-
-    def _lock_schema(self, cursor: Any) -> None:
-        """Begin the migrations' transaction holding a lock that other connections wait for."""
-        raise NotImplementedError
 
     def record_call(self, record: CallRecord) -> None:
         """Insert or replace one call (committed when this returns); a later challenge or label is kept."""
@@ -231,13 +228,11 @@ class SQLiteCallLog(CallLog):
         db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable against a killed process
         super().__init__(db)
 
-    def _lock_schema(self, cursor: Any) -> None:
-        cursor.execute("BEGIN IMMEDIATE")  # the write lock, waited for up to the connection's timeout
-
 
 class PostgresCallLog(CallLog):
     placeholder = "%s"
     whole = "CAST(FLOOR({}) AS INTEGER)"
+    schema_lock = f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"  # released at commit
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -246,9 +241,6 @@ class PostgresCallLog(CallLog):
         # Bounded waits: a server that stops answering must not hold the store thread (and every verdict) for long.
         super().__init__(psycopg.connect(url, connect_timeout=3, keepalives=1, keepalives_idle=5,
                                          keepalives_interval=2, keepalives_count=2, tcp_user_timeout=6000))
-
-    def _lock_schema(self, cursor: Any) -> None:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))  # released at commit
 
 
 def open_call_log(path: str | Path, url: str = "") -> CallLog:
