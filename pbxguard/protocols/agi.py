@@ -55,9 +55,28 @@ def set_variable(name: str, value: str) -> str:
     return f"SET VARIABLE {name} {quote(value)}"
 
 
-def parse_set_variable(command: str) -> tuple[str, str] | None:
-    """(name, value) of a `SET VARIABLE name "value"` command; None for any other command."""
+MSET_MAX = 24  # app MSet takes at most 24 name=value pairs
+# What passes MSet unchanged: it splits its argument on commas, then each pair at its first '=', and strips
+# quotes and backslashes on the way.
+_PLAIN = re.compile(r"[A-Za-z0-9_.:+-]*")
+
+
+def set_variables(variables: dict[str, str]) -> list[str]:
+    """The commands that set `variables`, in order: one `EXEC MSet` (one round trip instead of one per variable)
+    when every name and value is plain, else one SET VARIABLE each."""
+    if 1 < len(variables) <= MSET_MAX and all(_PLAIN.fullmatch(n) and n and _PLAIN.fullmatch(v) for n, v in variables.items()):
+        return ['EXEC MSet "' + ",".join(f"{n}={v}" for n, v in variables.items()) + '"']
+    return [set_variable(name, value) for name, value in variables.items()]
+
+
+def parse_variables(command: str) -> list[tuple[str, str]] | None:
+    """The (name, value) pairs a `SET VARIABLE name "value"` or `EXEC MSet "n1=v1,n2=v2"` command sets, in
+    order; None for any other command."""
     words = command.split(" ", 3)
     if len(words) == 4 and words[0].upper() == "SET" and words[1].upper() == "VARIABLE":
-        return words[2], unquote(words[3])
+        return [(words[2], unquote(words[3]))]
+    words = command.split(" ", 2)
+    if len(words) == 3 and words[0].upper() == "EXEC" and words[1].upper() == "MSET":
+        pairs = (pair.partition("=") for pair in unquote(words[2]).split(","))
+        return [(name, value) for name, sep, value in pairs if sep and name]
     return None

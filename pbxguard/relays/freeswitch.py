@@ -134,9 +134,7 @@ class ScreeningCall:
         listed = ""
         with agi, agi.makefile("rb") as reader:
             for raw in reader:
-                variable = agi_wire.parse_set_variable(raw.decode().rstrip("\n"))
-                if variable and variable[0] == "PBXGUARD_LIST":
-                    listed = variable[1]
+                listed = dict(agi_wire.parse_variables(raw.decode().rstrip("\n")) or ()).get("PBXGUARD_LIST", listed)
                 agi.sendall((agi_wire.REPLY_OK + "\n").encode())
         return listed
 
@@ -181,20 +179,20 @@ class ScreeningCall:
         audio.close()
 
     def _commands(self, agi: socket.socket, channel_uuid: str) -> None:
-        """The daemon's AGI commands become channel variables. Each SET VARIABLE is answered at once and the
-        variables go to FreeSWITCH together, in one `uuid_setvar_multi`, when PBXGUARD_ACTION (the daemon sets
-        it last) arrives: one round trip instead of ten, and a dialplan never sees half a verdict."""
+        """The daemon's AGI commands become channel variables. Each SET VARIABLE or MSet is answered at once and
+        the variables go to FreeSWITCH together, in one `uuid_setvar_multi`, when PBXGUARD_ACTION (the daemon sets
+        it last) arrives: one round trip, and a dialplan never sees half a verdict."""
         reader = agi.makefile("rb")
         pending: list[tuple[str, str]] = []
         try:
             for raw in reader:
-                variable = agi_wire.parse_set_variable(raw.decode().rstrip("\n"))
-                if variable is None:
+                variables = agi_wire.parse_variables(raw.decode().rstrip("\n"))
+                if variables is None:
                     agi.sendall((agi_wire.REPLY_INVALID + "\n").encode())
                     continue
-                pending.append(fs_variable(*variable))
+                pending.extend(fs_variable(*variable) for variable in variables)
                 agi.sendall((agi_wire.REPLY_OK + "\n").encode())
-                if variable[0] == "PBXGUARD_ACTION":
+                if any(name == "PBXGUARD_ACTION" for name, _ in variables):
                     self._set_variables(channel_uuid, pending)
                     pending = []
             if pending:

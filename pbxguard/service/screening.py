@@ -156,11 +156,11 @@ class ScreeningService:
         return None
 
     async def _set(self, request: FastAGIRequest, variables: dict[str, str]) -> None:
-        # One at a time, not pipelined: Asterisk 22's res_agi reads commands through a stdio buffer and then
-        # waits on the socket, so a second command already in its buffer waits for more bytes (seen on the
-        # real 22.10.1: pipelined SET VARIABLEs got no reply for 5 s).
-        for name, value in variables.items():
-            await request.send_command(agi.set_variable(name, value))
+        # One command at a time, not pipelined: Asterisk 22's res_agi reads commands through a stdio buffer and
+        # then waits on the socket, so a second command already in its buffer waits for more bytes (seen on the
+        # real 22.10.1: pipelined SET VARIABLEs got no reply for 5 s). So the verdict goes in one MSet.
+        for command in agi.set_variables(variables):
+            await request.send_command(command)
 
     @staticmethod
     def _record(call: calls.Call, verdict: Verdict | None, decision: Decision | None, status: str,

@@ -94,11 +94,12 @@ class FakeAsterisk:
     async def _reply(self, command: str, result: FakeCall, audio, hangup_after_ms, skip_first_frame, kind, state) -> str:
         words = command.split(" ")
         verb = " ".join(words[:2]).upper()
-        if verb == "SET VARIABLE":
-            if len(words) < 4:
-                return agi.USAGE_BLOCK.format(usage="SET VARIABLE <variablename> <value>")
-            result.variables[words[2]] = agi.unquote(" ".join(words[3:]))
-            return "200 result=1"
+        if verb == "SET VARIABLE" and len(words) < 4:
+            return agi.USAGE_BLOCK.format(usage="SET VARIABLE <variablename> <value>")
+        variables = agi.parse_variables(command)
+        if variables is not None:
+            result.variables.update(variables)
+            return "200 result=1" if verb == "SET VARIABLE" else "200 result=0"
         if verb == "GET VARIABLE":
             value = result.variables.get(words[2]) if len(words) > 2 else None
             return f"200 result=1 ({value})" if value is not None else "200 result=0"

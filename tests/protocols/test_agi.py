@@ -1,5 +1,10 @@
 """The AGI line protocol: a caller-controlled value cannot add header lines, and commands round-trip."""
 
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pbxguard.protocols import agi
 from pbxguard.testing.replay import agi_environment
 
@@ -23,5 +28,26 @@ def test_an_encoded_value_stays_on_its_line():
 
 def test_set_variable_round_trips_quotes_and_backslashes():
     value = 'say "hi" \\ bye'
-    assert agi.parse_set_variable(agi.set_variable("PBXGUARD_REASON", value)) == ("PBXGUARD_REASON", value)
-    assert agi.parse_set_variable("EXEC Playback beep") is None
+    assert agi.parse_variables(agi.set_variable("PBXGUARD_REASON", value)) == [("PBXGUARD_REASON", value)]
+    assert agi.parse_variables("EXEC Playback beep") is None
+
+
+def test_a_verdicts_variables_go_in_one_mset():
+    variables = {"PBXGUARD_CALL_ID": "0b6c2f4e-1d1a-4c7e-9a51-3f6a2b8c9d10", "PBXGUARD_CONFIDENCE": "0.912",
+                 "PBXGUARD_REASON": "DEAD_AIR+RATE", "PBXGUARD_BEEP_MS": "", "AMDCAUSE": "HUMAN-120-800",
+                 "PBXGUARD_ACTION": "BRIDGE"}
+    commands = agi.set_variables(variables)
+    assert commands == ['EXEC MSet "PBXGUARD_CALL_ID=0b6c2f4e-1d1a-4c7e-9a51-3f6a2b8c9d10,PBXGUARD_CONFIDENCE=0.912,'
+                        'PBXGUARD_REASON=DEAD_AIR+RATE,PBXGUARD_BEEP_MS=,AMDCAUSE=HUMAN-120-800,PBXGUARD_ACTION=BRIDGE"']
+    assert agi.parse_variables(commands[0]) == list(variables.items())
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.from_regex(r"[A-Z_]{1,12}", fullmatch=True), st.text(max_size=12), min_size=1, max_size=30))
+def test_any_variables_are_set_in_order_whatever_their_values(variables):
+    """One MSet for plain values; a value MSet would mangle (a comma, a quote, a space) is set on its own; the
+    order holds."""
+    commands = agi.set_variables(variables)
+    assert [pair for command in commands for pair in agi.parse_variables(command) or ()] == list(variables.items())
+    plain = all(re.fullmatch(r"[\w.:+-]*", v, re.ASCII) for v in variables.values())
+    assert (len(commands) == 1) == (len(variables) == 1 or (plain and len(variables) <= agi.MSET_MAX))
