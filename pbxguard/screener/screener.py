@@ -150,28 +150,19 @@ class ScreeningStream:
         self.screener = screener
         self.window_samples = window_samples
         self.limit = window_samples  # raised by LISTEN_ON_MS while a fax tone sounds at the window's end
+        self.beep_samples = beep_samples  # how far a greeting's verdict waits for its beep (past the window only)
         self._greeting: Verdict | None = None  # the verdict that waits for its beep
         self._beep_checked = 0
-        # One buffer for all the audio this stream may take, and one for its frames' tone labels and levels
-        # (frames past the window and LISTEN_ON_MS are only searched for a beep): each frame is copied in once
-        # and labelled once.
-        labelled = window_samples + samples_for(LISTEN_ON_MS)
-        self._audio = np.zeros(labelled, dtype=np.int16)
-        self.listen_for_beep(beep_samples)
+        # One buffer for all the audio this stream may take, and one for its frames' tone labels and levels:
+        # each frame is copied in once and labelled once.
+        self._audio = np.zeros(max(window_samples + samples_for(LISTEN_ON_MS), beep_samples), dtype=np.int16)
         self._received = 0
         self._labelled = 0  # samples already split into labelled tone frames
-        self._labels = np.zeros(labelled // FRAME, dtype=np.intp)
-        self._levels = np.zeros(labelled // FRAME)
+        self._labels = np.zeros(len(self._audio) // FRAME, dtype=np.intp)
+        self._levels = np.zeros(len(self._audio) // FRAME)
         self._prover = tones.ToneProver()
         self._horizon = 0  # the next early horizon to answer at
         self.verdict: Verdict | None = None
-
-    def listen_for_beep(self, beep_samples: int) -> None:
-        """How far, in samples, a greeting's verdict waits for its beep (past the window only); an outbound
-        session that adopts a relay's early audio sets it after the stream has begun."""
-        self.beep_samples = beep_samples
-        if beep_samples > len(self._audio):
-            self._audio = np.concatenate((self._audio, np.zeros(beep_samples - len(self._audio), dtype=np.int16)))
 
     @property
     def samples(self) -> np.ndarray:
