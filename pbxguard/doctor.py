@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pbxguard import BLAS_CORETYPE
 from pbxguard.config import Config
 from pbxguard.install import STATE, UNIT_PATH, UNREADABLE_FIX, USER, runs_as, user_exists
 
@@ -62,11 +63,28 @@ def startup_checks(cfg: Config) -> list[Finding]:
                              "to a folder and the pin `pbxguard train` printed for it"))
     else:
         found.append(Finding("models", f"{screener.version} loaded from {cfg.engine.models}, every file's sha256 checked"))
+    found.append(check_blas())
     if cfg.freeswitch.enabled and importlib.util.find_spec("greenswitch") is None:
         found.append(Finding("extras", "freeswitch.enabled needs greenswitch", "pip install 'pbxguard[freeswitch]'"))
     if cfg.database.url.startswith("postgres") and importlib.util.find_spec("psycopg") is None:
         found.append(Finding("extras", "a PostgreSQL database.url needs psycopg", "pip install 'pbxguard[postgres]'"))
     return found
+
+
+def check_blas() -> Finding:
+    """Whether OpenBLAS runs the kernel pbxguard pins on import (BLAS_CORETYPE), the one the model was trained with."""
+    import numpy  # noqa: F401  (loads OpenBLAS, for threadpoolctl to see)
+    from threadpoolctl import threadpool_info
+
+    kernels = sorted({str(i.get("architecture")) for i in threadpool_info() if i["internal_api"] == "openblas"})
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    if pinned != BLAS_CORETYPE:
+        return Finding("blas", f"OpenBLAS kernel {', '.join(kernels)}: not pinned on this CPU (x86-64 with AVX2 only); "
+                               "features may differ from training's in the last bits")
+    if kernels != [BLAS_CORETYPE]:
+        return Finding("blas", f"OpenBLAS runs {', '.join(kernels)}, not {BLAS_CORETYPE}",
+                       "import pbxguard before numpy (the pin must be set before OpenBLAS loads)")
+    return Finding("blas", f"OpenBLAS kernel {BLAS_CORETYPE}, the one the shipped model was trained with")
 
 
 @dataclass

@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "systemd": set(),
     "shipped": set(),
     "install": {"shipped"},
-    "doctor": {"config", "install", "screener"},
+    "doctor": {"config", "install", "screener", "BLAS_CORETYPE"},
     "supervisor": {"systemd"},
     "config": {"policy.rules", "policy.identity", "policy.callers", "shipped"},
     "service": {"asr", "screener", "policy", "protocols", "relays.contract", "store", "metrics", "config", "audio"},

@@ -157,6 +157,7 @@ def test_the_installed_daemon_screens_calls_and_doctor_finds_nothing_wrong(host,
     classified = pbxguard("classify", "busy.wav", cwd=outside)
     assert classified.returncode == 0 and " tone " in classified.stdout and "HANGUP" in classified.stdout, classified.stdout
     doctor = host["pbxguard"].stdout
+    assert "ok    blas: OpenBLAS kernel Haswell, the one the shipped model was trained with" in doctor
     assert "pbxguard can run /usr/local/bin/pbxguard" in doctor and "fastagi 127.0.0.1:4573: pbxguard listens" in doctor
     assert doctor.rstrip().endswith("no problems found") and "FAIL" not in doctor, doctor
 
