@@ -99,13 +99,15 @@ def frame_view(samples: np.ndarray) -> np.ndarray:
     return samples[: n * FRAME].reshape(n, FRAME).astype(np.float64)
 
 
-def analyse(samples: np.ndarray, tone_frames: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Analysis:
-    """Analyse int16 8 kHz samples (normally the 2 s window). `tone_frames` reuses a stream's frame labels."""
+def analyse(samples: np.ndarray, tone_frames: tuple[np.ndarray, np.ndarray] | None = None,
+            tone_events: tuple[tones.ToneEvent, ...] | None = None) -> Analysis:
+    """Analyse int16 8 kHz samples (normally the 2 s window). A stream passes what it already has: its frame
+    labels and levels (`tone_frames`) and the proofs it found over exactly these frames (`tone_events`)."""
     x = np.asarray(samples)
     levels = measure_levels(x)
-    labels, share, level_db = tone_frames if tone_frames is not None else tones.label_frames(frame_view(x))
+    labels, level_db = tone_frames if tone_frames is not None else tones.label_frames(frame_view(x))
     talk = speech.talk_pattern(level_db, labels)
-    events = tuple(tones.prove_tones(labels, level_db, x, lambda: talk.onset_ms))
+    events = tone_events if tone_events is not None else tuple(tones.prove_tones(labels, level_db, x, lambda: talk.onset_ms))
 
     magnitude, power, stft_db = _stft(x)
     beep = tones.find_beep(power, HOP_MS, spectral.NPERSEG, stft_db, beep_after_ms(talk.as_dict()))

@@ -109,6 +109,9 @@ SIT_SECOND = ("1370.6", "1428.5")
 SIT_THIRD = "1776.7"
 SIT_SEGMENT_MS = (200.0, 460.0)  # 274 or 380 ms each, with tolerance
 SIT_MAX_GAP_MS = 80.0
+_CADENCE_FAMILY = tuple(FAMILIES.index(c.family) for c in CADENCES)
+_SIT_FAMILIES = tuple(FAMILIES.index(name) for name in (*SIT_FIRST, *SIT_SECOND, SIT_THIRD))
+_SIT_THIRD_FAMILY = FAMILIES.index(SIT_THIRD)
 
 
 @dataclass(frozen=True)
@@ -149,9 +152,9 @@ def _projection() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return np.hstack(blocks), np.array(starts), np.array(checked), components
 
 
-def label_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per 20 ms frame (rows of `frames`, int16-scaled): tone-set index into TONE_SETS or -1, the share of
-    energy that set explains, and the frame level in dBFS."""
+def label_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per 20 ms frame (rows of `frames`, int16-scaled): tone-set index into TONE_SETS or -1 (the set that
+    explains enough of the frame's energy), and the frame level in dBFS."""
     basis, starts, checked, components = _projection()
     x = frames - frames.mean(axis=1, keepdims=True)  # DC offset is not part of any tone
     energy = np.einsum("ij,ij->i", x, x) + 1e-9
@@ -162,7 +165,7 @@ def label_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     share = sets[np.arange(len(best)), best]
     level = 10.0 * np.log10(energy / FRAME / 32768.0**2)
     best = np.where((share >= MIN_EXPLAINED) & (level >= MIN_TONE_DBFS), best, -1)
-    return best, share, level
+    return best, level
 
 
 def fax_sounding(labels: np.ndarray) -> bool:
@@ -370,33 +373,59 @@ def prove_tones(labels: np.ndarray, level: np.ndarray, samples: np.ndarray,
     A fax machine does not talk first: a fax tone that starts after speech (`speech_onset_ms()`, asked only
     when a fax tone is found) is a voicemail beep.
     """
-    events = []
-    family = families(labels)
-    counts = np.bincount(family[family >= 0], minlength=len(FAMILIES))
-    masks: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
-    for cadence in CADENCES:
-        index = FAMILIES.index(cadence.family)
-        if counts[index] < MIN_RUN_FRAMES:
-            continue
-        if index not in masks:
+    return ToneProver().prove(labels, level, samples, speech_onset_ms)
+
+
+class ToneProver:
+    """`prove_tones` over frames that arrive in order, each call's labels extending the last call's.
+
+    A family's mask, level check and run spectrum change only when a frame of that family arrives (until then
+    the mask only grows by frames without it), so they are kept, and a check redoes only the cadence timing
+    of a family that has not sounded since the last one. Equal to `prove_tones` on the same frames."""
+
+    def __init__(self) -> None:
+        # family index -> (its frame count, its mask, the cadences whose frequencies its run matches)
+        self._families: dict[int, tuple[int, np.ndarray, tuple[Cadence, ...]]] = {}
+        self._sit: tuple[tuple[int, ...], ToneEvent | None] | None = None  # (SIT sets' frame counts, result)
+
+    def prove(self, labels: np.ndarray, level: np.ndarray, samples: np.ndarray,
+              speech_onset_ms: Callable[[], float]) -> list[ToneEvent]:
+        events = []
+        family = families(labels)
+        counts = np.bincount(family[family >= 0], minlength=len(FAMILIES))
+        for cadence, index in zip(CADENCES, _CADENCE_FAMILY):
+            if counts[index] < MIN_RUN_FRAMES:
+                continue
+            mask, matching = self._family(index, int(counts[index]), family, level, samples)
+            if cadence not in matching:
+                continue
+            event = _match(cadence, mask)
+            if event and not (cadence.verdict == "fax" and event.start_ms > speech_onset_ms()):
+                events.append(event)
+        if counts[_SIT_THIRD_FAMILY] >= MIN_RUN_FRAMES:
+            key = tuple(int(counts[i]) for i in _SIT_FAMILIES)
+            if self._sit is None or self._sit[0] != key:
+                self._sit = key, _match_sit(labels)
+            if self._sit[1]:
+                events.append(self._sit[1])
+        return sorted(events, key=lambda e: e.decided_ms)
+
+    def _family(self, index: int, count: int, family: np.ndarray, level: np.ndarray,
+                samples: np.ndarray) -> tuple[np.ndarray, tuple[Cadence, ...]]:
+        kept = self._families.get(index)
+        if kept is None or kept[0] != count:
             mask = _tone_mask(family, index)
-            steady = mask.any() and _steady(level, mask)
-            masks[index] = (mask, run_spectrum(samples, mask)) if steady else None
-        found = masks[index]
-        if found is None:
-            continue
-        mask, power = found
-        longest = max(e - s for s, e in runs(mask)) * FRAME
-        if not frequencies_match(power, longest, cadence):
-            continue
-        event = _match(cadence, mask)
-        if event and not (cadence.verdict == "fax" and event.start_ms > speech_onset_ms()):
-            events.append(event)
-    if np.count_nonzero(labels == SET_INDEX[SIT_THIRD]) >= MIN_RUN_FRAMES:
-        sit = _match_sit(labels)
-        if sit:
-            events.append(sit)
-    return sorted(events, key=lambda e: e.decided_ms)
+            matching: tuple[Cadence, ...] = ()
+            if mask.any() and _steady(level, mask):
+                power = run_spectrum(samples, mask)
+                longest = max(e - s for s, e in runs(mask)) * FRAME
+                matching = tuple(c for c, i in zip(CADENCES, _CADENCE_FAMILY)
+                                 if i == index and frequencies_match(power, longest, c))
+            kept = count, mask, matching
+        elif len(kept[1]) < len(family):
+            kept = count, np.concatenate((kept[1], np.zeros(len(family) - len(kept[1]), dtype=bool))), kept[2]
+        self._families[index] = kept
+        return kept[1], kept[2]
 
 
 @dataclass(frozen=True)

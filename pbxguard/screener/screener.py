@@ -150,17 +150,28 @@ class ScreeningStream:
         self.screener = screener
         self.window_samples = window_samples
         self.limit = window_samples  # raised by LISTEN_ON_MS while a fax tone sounds at the window's end
-        self.beep_samples = beep_samples  # how far a greeting's verdict waits for its beep (past the window only)
         self._greeting: Verdict | None = None  # the verdict that waits for its beep
         self._beep_checked = 0
-        self._chunks: list[np.ndarray] = []
+        # One buffer for all the audio this stream may take, and one for its frames' tone labels and levels
+        # (frames past the window and LISTEN_ON_MS are only searched for a beep): each frame is copied in once
+        # and labelled once.
+        labelled = window_samples + samples_for(LISTEN_ON_MS)
+        self._audio = np.zeros(labelled, dtype=np.int16)
+        self.listen_for_beep(beep_samples)
         self._received = 0
         self._labelled = 0  # samples already split into labelled tone frames
-        self._labels: list[np.ndarray] = []
-        self._shares: list[np.ndarray] = []
-        self._levels: list[np.ndarray] = []
+        self._labels = np.zeros(labelled // FRAME, dtype=np.intp)
+        self._levels = np.zeros(labelled // FRAME)
+        self._prover = tones.ToneProver()
         self._horizon = 0  # the next early horizon to answer at
         self.verdict: Verdict | None = None
+
+    def listen_for_beep(self, beep_samples: int) -> None:
+        """How far, in samples, a greeting's verdict waits for its beep (past the window only); an outbound
+        session that adopts a relay's early audio sets it after the stream has begun."""
+        self.beep_samples = beep_samples
+        if beep_samples > len(self._audio):
+            self._audio = np.concatenate((self._audio, np.zeros(beep_samples - len(self._audio), dtype=np.int16)))
 
     @property
     def samples(self) -> np.ndarray:
@@ -186,9 +197,11 @@ class ScreeningStream:
         return max(self.window_samples, self.beep_samples) * 1000.0 / SAMPLE_RATE
 
     def _samples(self) -> np.ndarray:
-        if len(self._chunks) > 1:
-            self._chunks = [np.concatenate(self._chunks)]
-        return self._chunks[0] if self._chunks else np.zeros(0, dtype=np.int16)
+        return self._audio[: self._received]
+
+    def _append(self, frame: np.ndarray) -> None:
+        self._audio[self._received : self._received + len(frame)] = frame
+        self._received += len(frame)
 
     def feed(self, frame: np.ndarray) -> Verdict | None:
         """Add int16 samples (any length); returns the verdict once certain, then keeps returning it."""
@@ -199,8 +212,7 @@ class ScreeningStream:
             return self._listen(frame)
         room = self.limit - self._received
         frame, rest = frame[:room], frame[room:]
-        self._chunks.append(frame)
-        self._received += len(frame)
+        self._append(frame)
         # Frames are labelled, and proofs and early answers looked for, block by block of CHECK_FRAMES
         # counted from the start of the audio, so the same audio gives the same checks however it was chunked.
         while True:
@@ -213,7 +225,7 @@ class ScreeningStream:
             if verdict is not None:
                 return self._answered(verdict, rest)
         if self._received >= self.limit:
-            if not self.extended and tones.fax_sounding(np.concatenate(self._labels) if self._labels else np.zeros(0)):
+            if not self.extended and tones.fax_sounding(self._frames(self._labelled // FRAME)[0]):
                 self.limit += samples_for(LISTEN_ON_MS)
                 return None
             return self._answered(self.finish(), rest)
@@ -232,9 +244,7 @@ class ScreeningStream:
         """Past the verdict: look for the beep every CHECK_FRAMES of audio (counted from the start, as the
         checks before), and answer once it has ended or the beep window is over."""
         assert self._greeting is not None
-        frame = frame[: self.beep_samples - self._received]
-        self._chunks.append(frame)
-        self._received += len(frame)
+        self._append(frame[: self.beep_samples - self._received])
         after = beep_after_ms(self._greeting.evidence)
         block = CHECK_FRAMES * FRAME
         while self._beep_checked + block <= self._received:
@@ -263,13 +273,12 @@ class ScreeningStream:
     def _check(self, block: int) -> Verdict | None:
         """Label the next `block` frames, then look for a proof over all of them and answer at the horizons passed."""
         samples = self._samples()
-        labels, shares, levels = tones.label_frames(frame_view(samples[self._labelled : self._labelled + block * FRAME]))
-        self._labels.append(labels)
-        self._shares.append(shares)
-        self._levels.append(levels)
+        first = self._labelled // FRAME
+        self._labels[first : first + block], self._levels[first : first + block] = tones.label_frames(
+            frame_view(samples[self._labelled : self._labelled + block * FRAME]))
         self._labelled += block * FRAME
-        labels, levels = np.concatenate(self._labels), np.concatenate(self._levels)
-        events = tones.prove_tones(labels, levels, samples[: self._labelled], lambda: speech.talk_pattern(levels, labels).onset_ms)
+        labels, levels = self._frames(first + block)
+        events = self._prover.prove(labels, levels, samples[: self._labelled], lambda: speech.talk_pattern(levels, labels).onset_ms)
         if events:
             return self.finish(events)
         early = self.screener.early
@@ -277,17 +286,18 @@ class ScreeningStream:
             end = samples_for(early.horizons_ms[self._horizon])
             if end > self._labelled or end >= self.window_samples:
                 break
-            verdict = self.screener.decide_early(self._horizon, analyse(samples[:end], self._frames(end // FRAME)))
+            # proofs were looked for over exactly these frames (and none found) only if the horizon ends this block
+            proofs = () if end == self._labelled else None
+            verdict = self.screener.decide_early(self._horizon, analyse(samples[:end], self._frames(end // FRAME), proofs))
             self._horizon += 1
             if verdict is not None:
                 self.verdict = verdict
                 return verdict
         return None
 
-    def _frames(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The first `count` frames' tone labels, shares and levels."""
-        labels, shares, levels = (np.concatenate(part)[:count] for part in (self._labels, self._shares, self._levels))
-        return labels, shares, levels
+    def _frames(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first `count` frames' tone labels and levels."""
+        return self._labels[:count], self._levels[:count]
 
     def finish(self, events: list[tones.ToneEvent] | None = None) -> Verdict:
         """Decide on what has arrived (the whole window, or less if the audio stopped early); `events` are
@@ -298,9 +308,12 @@ class ScreeningStream:
         if self.verdict is None:
             samples = self._samples()[: self._labelled] if self._labelled else self._samples()
             window = min(len(samples), self.window_samples)
-            analysis = analyse(samples[:window], self._frames(window // FRAME) if self._labels else None)
-            if events and self.extended:
-                analysis = replace(analysis, tone_events=tuple(events))
+            if self._labelled:
+                # The window's frames were checked for proofs as they came (the last check, or the one at the
+                # window's end before listening on): `events` are what the checks found, past the window too.
+                analysis = analyse(samples[:window], self._frames(window // FRAME), tuple(events or ()))
+            else:
+                analysis = analyse(samples[:window])
             self.verdict = self.screener.decide(analysis)
         return self.verdict
 

@@ -82,7 +82,7 @@ class CallRegistry:
         known = self.calls.get(record.call_id)
         if known is not None and known.early:  # its audio came first (a relay): adopt it
             known.record, known.early = record, early
-            known.stream.beep_samples = self.screener.beep_samples(beep_window_ms)  # an outbound session's beep window
+            known.stream.listen_for_beep(self.screener.beep_samples(beep_window_ms))
             return known
         window = min(window_ms or self.screener.window_ms, self.screener.window_ms)
         call = Call(record.call_id, window, self.screener.stream(window, beep_window_ms), asyncio.get_running_loop().create_future(),

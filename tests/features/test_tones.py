@@ -2,9 +2,12 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pbxguard.features.analysis import analyse
-from pbxguard.features.tones import CADENCES
+from pbxguard.audio.format import FRAME
+from pbxguard.features.analysis import analyse, frame_view
+from pbxguard.features.tones import CADENCES, ToneProver, label_frames, prove_tones
 from pbxguard.train import signals, sources
 from tests.signals import seconds, through_line
 
@@ -116,3 +119,41 @@ def test_a_cut_cng_burst_after_a_frame_or_two_of_setup_silence_is_proven():
     lead = np.zeros(seconds(0.04))
     events = analyse(through_line(np.concatenate([lead, x]), rng)[: seconds(2)]).tone_events
     assert events and events[0].name == "fax_cng" and events[0].start_ms <= 60
+
+
+def _prefix_proofs(x, steps):
+    """Proofs over growing prefixes of `x`'s frames, by one ToneProver (as a stream checks) and afresh."""
+    labels, level = label_frames(frame_view(x))
+    prover, incremental, fresh = ToneProver(), [], []
+    for n in np.cumsum(steps):
+        n = min(int(n), len(labels))
+        onset = lambda: 700.0  # noqa: E731 (a fax after 700 ms of "speech" is a beep: both paths must ask alike)
+        incremental.append(prover.prove(labels[:n], level[:n], x[: n * FRAME], onset))
+        fresh.append(prove_tones(labels[:n], level[:n], x[: n * FRAME], onset))
+    return incremental, fresh
+
+
+@pytest.mark.parametrize("name, offset", ON_SPEC)
+def test_proofs_kept_between_checks_equal_proofs_made_afresh(name, offset):
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    x = tone_clip(name, offset, -25.0, "ulaw", rng)
+    incremental, fresh = _prefix_proofs(x, [1] * (len(x) // FRAME))
+    assert incremental == fresh
+    assert fresh[-1], f"{name}: the clip proves nothing, so the test shows nothing"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["sit", "fax_cng", "busy_uk", "ringback_uk", "speech", "music"]),
+       st.lists(st.integers(1, 12), min_size=1, max_size=40), st.integers(0, 2**32 - 1))
+def test_proofs_kept_over_any_checks_equal_proofs_made_afresh(kind, steps, seed):
+    rng = np.random.default_rng(seed)
+    if kind == "sit":
+        x = through_line(signals.sit_tone(seconds(2.4), rng, -20.0, 100.0)[0], rng)[: seconds(2)]
+    elif kind in ("speech", "music"):
+        pool = sources.natural_speech() if kind == "speech" else sources.music()
+        x = pool[int(rng.integers(len(pool)))].samples
+        x = through_line(np.concatenate([x, np.zeros(seconds(2))])[: seconds(2)].astype(np.float64), rng)
+    else:
+        x = tone_clip(kind, 0, -20.0, "alaw", rng)
+    incremental, fresh = _prefix_proofs(x, steps)
+    assert incremental == fresh
