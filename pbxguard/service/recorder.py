@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -41,6 +41,9 @@ class Recorder:
         self.full_numbers = full_numbers
         self.subscribers: list[Callable[[CallRecord | ChallengeOutcome], None]] = []
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbxguard-store")
+        # Calls waiting for the store thread: those that end while a commit runs go together in the next one.
+        self.waiting: list[tuple[CallRecord, asyncio.Future[str]]] = []
+        self.committing: asyncio.Task[None] | None = None
         if writer is not None:
             self.metrics.pending.set(writer.pending)  # a spool left by the last run
 
@@ -57,8 +60,33 @@ class Recorder:
 
     async def _store(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args) in the store thread, waited for at most COMMIT_TIMEOUT_S (it goes on after that)."""
+        return await self._acknowledged(what, self._run(self._counted, fn, *args))
+
+    async def _store_call(self, record: CallRecord) -> str | None:
+        """The call's row, committed with the calls that wait beside it (one transaction), or spooled."""
+        assert self.writer is not None
+        kept: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.waiting.append((record, kept))
+        if self.committing is None or self.committing.done():
+            self.committing = asyncio.create_task(self._commit_waiting())
+        return await self._acknowledged(f"call {record.call_id}", kept)
+
+    async def _commit_waiting(self) -> None:
+        assert self.writer is not None
+        while self.waiting:
+            group, self.waiting = self.waiting, []
+            try:
+                kept = await self._run(self._counted, self.writer.record_calls, [record for record, _ in group])
+            except Exception as exc:  # a bug in the store: every call of the group is told, and goes on
+                for _, future in group:
+                    future.set_exception(exc)
+            else:
+                for (_, future), how in zip(group, kept):
+                    future.set_result(how)
+
+    async def _acknowledged(self, what: str, work: Awaitable[Any]) -> Any:
         try:
-            return await asyncio.wait_for(asyncio.shield(self._run(self._counted, fn, *args)), COMMIT_TIMEOUT_S)
+            return await asyncio.wait_for(asyncio.shield(work), COMMIT_TIMEOUT_S)
         except TimeoutError:
             self.metrics.errors.labels("call_log").inc()
             log.error("call log: %s not acknowledged within %.1f s; going on without waiting", what, COMMIT_TIMEOUT_S)
@@ -78,7 +106,7 @@ class Recorder:
             except OSError as exc:
                 self.metrics.errors.labels("capture").inc()
                 log.error("capture for call %s not saved: %s", record.call_id, exc)
-        if self.writer is not None and await self._store(f"call {record.call_id}", self.writer.record_call, record) == HELD:
+        if self.writer is not None and await self._store_call(record) == HELD:
             self.metrics.errors.labels("call_log").inc()
         self.metrics.call(record)
         self._log_line(record, caller)
@@ -123,6 +151,9 @@ class Recorder:
     def close(self) -> None:
         """Finish pending writes and close the call log."""
         if self.writer is not None:
+            if self.waiting:  # calls whose group had not yet gone to the store thread
+                self.executor.submit(self.writer.record_calls, [record for record, _ in self.waiting])
+                self.waiting = []
             self.executor.submit(self.writer.flush)
         self.executor.shutdown(wait=True)
         if self.writer is not None:

@@ -60,7 +60,23 @@ class CallLogWriter:
         return self.spooled + len(self.held)
 
     def record_call(self, record: CallRecord) -> str:
-        return self._write({"op": "call", "row": dict(zip(COLUMNS, record.row()))})[0]
+        return self.record_calls([record])[0]
+
+    def record_calls(self, records: list[CallRecord]) -> list[str]:
+        """How each call was kept. A group goes in one transaction; when the database refuses one of its rows,
+        each is written alone (the bad one set aside), and when the database goes away, each is spooled."""
+        ops = [{"op": "call", "row": dict(zip(COLUMNS, record.row()))} for record in records]
+        if len(ops) > 1 and self.flush():
+            assert self.db is not None
+            try:
+                self.db.record_calls([self._record(op) for op in ops])
+                return [COMMITTED] * len(ops)
+            except Exception as exc:
+                if isinstance(exc, self.db.data_errors):
+                    self.db.rollback()
+                else:
+                    self._lost(exc)
+        return [self._write(op)[0] for op in ops]
 
     def record_challenge(self, call_id: str, outcome: str, pressed: str) -> tuple[str, bool | None]:
         """(how it was kept, whether the call was one pbxguard challenged: None while not yet known)."""
@@ -116,9 +132,13 @@ class CallLogWriter:
         return self._append(op), None
 
     def _apply(self, db: CallLog, op: dict[str, Any]) -> Any:
-        if op["op"] == "call":  # .get: a row spooled by an older pbxguard lacks the newer columns
-            return db.record_call(CallRecord.from_row(tuple(op["row"].get(c) for c in COLUMNS)))
+        if op["op"] == "call":
+            return db.record_call(self._record(op))
         return db.record_challenge(*op["args"])
+
+    @staticmethod
+    def _record(op: dict[str, Any]) -> CallRecord:
+        return CallRecord.from_row(tuple(op["row"].get(c) for c in COLUMNS))  # .get: an older pbxguard's spooled row
 
     def _replay(self) -> bool:
         assert self.db is not None

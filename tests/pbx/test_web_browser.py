@@ -63,6 +63,7 @@ def site(asterisk_prefix, tmp_path_factory):
 
 
 def test_an_admin_reviews_relabels_and_denies_a_caller_in_the_browser(site, browser, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -72,7 +73,8 @@ def test_an_admin_reviews_relabels_and_denies_a_caller_in_the_browser(site, brow
     screened = pbx.daemon.record_for(number, timeout=30)
     other = pbx.daemon.record_for(pbx.call(pbx.wav("live", read_audio(EXAMPLES / "live_answer.wav"))), timeout=30)
     assert screened.status == "screened" and screened.capture and other.status == "screened"
-    wait = WebDriverWait(browser, 20)
+    # A click that posts a form reloads the page: an element found just before the reload goes stale; look again.
+    wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
 
     browser.get(f"{page.url}/calls")
     assert "/login" in browser.current_url

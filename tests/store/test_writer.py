@@ -48,3 +48,44 @@ def test_a_row_the_database_refuses_is_set_aside_and_blocks_nothing(tmp_path, po
     rejected = [json.loads(line) for line in (tmp_path / "calls.spool.rejected").read_text().splitlines()]
     assert [r["row"]["call_id"] for r in rejected] == [bad.call_id]
     assert PostgresCallLog(postgres_url).call(CHALLENGED.call_id).caller == "+1202\ufffd555"
+
+
+def commits_of(writer: CallLogWriter) -> list[str]:
+    """The COMMITs the writer's SQLite connection runs from now on."""
+    assert writer.flush() and writer.db is not None
+    seen: list[str] = []
+    writer.db.db.set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_group_of_calls_is_one_commit_and_a_refused_row_sets_only_itself_aside(tmp_path):
+    writer = CallLogWriter(lambda: SQLiteCallLog(tmp_path / "calls.db"), tmp_path / "calls.spool")
+    statements = commits_of(writer)
+    group = [CHALLENGED.with_(call_id=f"6f1c2a52-0000-4000-8000-0000000001{k:02d}") for k in range(20)]
+    assert writer.record_calls(group) == [COMMITTED] * 20
+    assert statements.count("COMMIT") == 1
+
+    bad = CHALLENGED.with_(call_id="6f1c2a52-0000-4000-8000-00000000000b", status=None)  # NOT NULL: SQLite refuses it
+    assert writer.record_calls([group[0].with_(reason="again"), bad, CHALLENGED]) == [COMMITTED, SPOOLED, COMMITTED]
+    logged = SQLiteCallLog(tmp_path / "calls.db")
+    assert len(logged.calls(limit=50)) == 21 and logged.call(group[0].call_id).reason == "again"
+    assert [json.loads(line)["row"]["call_id"] for line in (tmp_path / "calls.spool.rejected").read_text().splitlines()] == [bad.call_id]
+
+
+def test_a_group_is_spooled_whole_when_the_database_goes_away(tmp_path):
+    state = {"up": True}
+
+    def connect():
+        if not state["up"]:
+            raise ConnectionRefusedError("database stopped")
+        return SQLiteCallLog(tmp_path / "calls.db")
+
+    writer = CallLogWriter(connect, tmp_path / "calls.spool", retry_s=60)
+    assert writer.flush() and writer.db is not None
+    state["up"] = False
+    writer.db.db.close()  # the connection breaks under the group
+    group = [CHALLENGED.with_(call_id=f"6f1c2a52-0000-4000-8000-0000000002{k:02d}") for k in range(5)]
+    assert writer.record_calls(group) == [SPOOLED] * 5 and writer.pending == 5
+    state["up"], writer.next_attempt = True, 0.0
+    assert writer.flush()
+    assert sorted(r.call_id for r in SQLiteCallLog(tmp_path / "calls.db").calls()) == [r.call_id for r in group]
