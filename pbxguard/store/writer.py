@@ -69,7 +69,7 @@ class CallLogWriter:
         if len(ops) > 1 and self.flush():
             assert self.db is not None
             try:
-                self.db.record_calls([self._record(op) for op in ops])
+                self.db.record_calls(records)
                 return [COMMITTED] * len(ops)
             except Exception as exc:
                 if isinstance(exc, self.db.data_errors):
@@ -132,13 +132,9 @@ class CallLogWriter:
         return self._append(op), None
 
     def _apply(self, db: CallLog, op: dict[str, Any]) -> Any:
-        if op["op"] == "call":
-            return db.record_call(self._record(op))
+        if op["op"] == "call":  # .get: a row spooled by an older pbxguard lacks the newer columns
+            return db.record_call(CallRecord.from_row(tuple(op["row"].get(c) for c in COLUMNS)))
         return db.record_challenge(*op["args"])
-
-    @staticmethod
-    def _record(op: dict[str, Any]) -> CallRecord:
-        return CallRecord.from_row(tuple(op["row"].get(c) for c in COLUMNS))  # .get: an older pbxguard's spooled row
 
     def _replay(self) -> bool:
         assert self.db is not None
