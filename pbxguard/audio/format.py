@@ -9,6 +9,9 @@ SAMPLES_PER_MS = SAMPLE_RATE // 1000
 BYTES_PER_MS = SAMPLES_PER_MS * SAMPLE_WIDTH
 FRAME_MS = 20.0  # the ptime of a G.711 call and of AudioSocket's frames
 FRAME = int(FRAME_MS) * SAMPLES_PER_MS  # samples per frame
+# The engine looks for a verdict once per CHECK_MS of audio, counted from the call's first sample: a relay that
+# forwards audio in blocks of this size, so aligned, delays no decision.
+CHECK_MS = 100
 
 
 def samples_for(ms: float) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pbxguard.audio.format import FRAME, SAMPLE_RATE, SAMPLES_PER_MS, samples_for
+from pbxguard.audio.format import CHECK_MS, FRAME, FRAME_MS, SAMPLE_RATE, SAMPLES_PER_MS, samples_for
 from pbxguard.features import speech, tones
 from pbxguard.features.analysis import Analysis, analyse, beep_after_ms, find_beep, frame_view
 from pbxguard.features.layout import WINDOW_MS
@@ -24,7 +24,7 @@ from pbxguard.shipped import MODELS_DIR
 
 PROVEN_CONFIDENCE = 0.99
 BEEP_CONFIDENCE = 0.9  # a greeting with its beep: a detector's finding, not a proof (it is challenged, not hung up)
-CHECK_FRAMES = 5  # look for a proof, and at the early horizons, every 100 ms of audio
+CHECK_FRAMES = int(CHECK_MS / FRAME_MS)  # look for a proof, and at the early horizons, every CHECK_MS of audio
 # Past the window, while a fax tone is sounding: enough for a CNG burst (500 ms) that the window's end cut
 # to end and be confirmed. The learned stages still see only the window.
 LISTEN_ON_MS = 700

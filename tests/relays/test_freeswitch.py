@@ -138,6 +138,52 @@ def test_bind_failure_is_a_clear_startup_error(tmp_path):
             Daemon(freeswitch={"enabled": True, "port": taken.getsockname()[1], "recordings": str(tmp_path)})
 
 
+class _Connected:
+    connected = _outbound_connected = True
+
+
+def test_the_audio_pump_wakes_once_a_block_not_once_a_frame(tmp_path):
+    """FreeSWITCH writes the recording 20 ms at a time; the daemon looks at it 100 ms at a time, so the pump
+    forwards it in blocks of CHECK_MS, not in the 50 frames a second FreeSWITCH wrote."""
+    import socket
+    import threading
+    import time
+
+    from pbxguard.audio.format import BYTES_PER_MS, CHECK_MS, FRAME_BYTES
+    from pbxguard.protocols.audiosocket import FrameParser
+    from pbxguard.relays.freeswitch import ScreeningCall
+
+    path = tmp_path / "call.raw"
+    audio = bytes(range(256)) * 125  # 2 s
+    path.write_bytes(b"")
+
+    def record() -> None:  # as FreeSWITCH does: a frame every 20 ms, on the clock
+        start = time.monotonic()
+        with open(path, "ab") as f:
+            for k, pos in enumerate(range(0, len(audio), FRAME_BYTES)):
+                time.sleep(max(0.0, start + k * 0.02 - time.monotonic()))
+                f.write(audio[pos : pos + FRAME_BYTES])
+                f.flush()
+
+    ours, theirs = socket.socketpair()
+    recorder = threading.Thread(target=record)
+    pump = threading.Thread(target=ScreeningCall(_Connected())._pump, args=(path, theirs))
+    recorder.start()
+    pump.start()
+    received, payloads, parser = b"", [], FrameParser()
+    ours.settimeout(5)
+    while len(received) < len(audio):
+        for _, payload in parser.feed(ours.recv(4096)):
+            received += payload
+            payloads.append(len(payload))
+    ours.close()
+    recorder.join(5)
+    pump.join(5)
+    assert received == audio
+    blocks = len(audio) // (CHECK_MS * BYTES_PER_MS)
+    assert len(payloads) <= 2 * blocks < len(audio) // FRAME_BYTES, payloads  # a late frame costs one more send
+
+
 def test_the_audio_pump_works_with_descriptors_above_1024(tmp_path):
     """Past ~150 calls the ESL process holds more than 1,024 descriptors, which select() refuses."""
     import resource
@@ -154,12 +200,9 @@ def test_the_audio_pump_works_with_descriptors_above_1024(tmp_path):
     high = socket.socket(fileno=os.dup2(theirs.fileno(), 2050))
     theirs.detach()
 
-    class Session:
-        connected = _outbound_connected = True
-
     path = tmp_path / "call.raw"
     path.write_bytes(b"\x01\x00" * 1600)  # 200 ms of audio already recorded
-    pump = threading.Thread(target=ScreeningCall(Session())._pump, args=(path, high))
+    pump = threading.Thread(target=ScreeningCall(_Connected())._pump, args=(path, high))
     pump.start()
     received, parser = b"", FrameParser()
     ours.settimeout(5)
@@ -168,3 +211,24 @@ def test_the_audio_pump_works_with_descriptors_above_1024(tmp_path):
     ours.close()  # the daemon has its verdict
     pump.join(5)
     assert not pump.is_alive() and received == b"\x01\x00" * 1600
+
+
+def test_the_audio_pump_stops_when_the_daemon_closes_not_at_its_next_wake(tmp_path, monkeypatch):
+    """The pump waits for the next block on the daemon's socket: a verdict (the daemon closing it) ends the
+    pump at once, and with it the call's hold, however far off the next block is."""
+    import socket
+    import threading
+
+    from pbxguard.relays import freeswitch
+
+    monkeypatch.setattr(freeswitch, "_until_block", lambda read: 600.0)
+    path = tmp_path / "call.raw"
+    path.write_bytes(b"\x01\x00" * 800)
+    ours, theirs = socket.socketpair()
+    pump = threading.Thread(target=freeswitch.ScreeningCall(_Connected())._pump, args=(path, theirs))
+    pump.start()
+    ours.settimeout(5)
+    ours.recv(4096)  # the audio so far is forwarded, then the pump waits
+    ours.close()
+    pump.join(5)
+    assert not pump.is_alive()
