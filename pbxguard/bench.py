@@ -570,11 +570,14 @@ def _avmd_summary(rows: list[dict]) -> dict:
 FS_NOMINAL_HOLD_S = 2.2  # a screened call's life on the route side: the window and the way in and out
 
 
-def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
+def run_freeswitch(screener: Screener, channels: int, seconds: float, workers: int = 0) -> dict:
     """Loopback calls through a real FreeSWITCH 1.10.12 running the shipped entry extension, screened by a
-    real daemon (ESL process and all) in this process: calls arrive steadily (a third per opening) so that
-    about `channels` are being screened at once, for about `seconds`. Hold time is from the answer to the hangup that follows the
-    verdict; every call is matched to its call-log row by the number it dialled."""
+    real daemon and its ESL process: calls arrive steadily (a third per opening) so that about `channels` are
+    being screened at once, for about `seconds`. The daemon is `pbxguard serve` with `workers` workers, as
+    systemd runs it, or with `workers=0` a daemon in this process (whose CPU then includes this benchmark's
+    reading of FreeSWITCH's events). Hold time is from the answer to the hangup that follows the verdict;
+    every call is matched to its call-log row by the number it dialled."""
+    import sqlite3
 
     from pbxguard import config
     from pbxguard.audio.files import write_wav
@@ -588,59 +591,72 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float) -> dict:
     for kind, samples in audio.items():
         files[kind] = work / f"{kind}.wav"
         write_wav(files[kind], samples)
-    cfg = config.load(None).with_(fastagi={"port": 0}, audiosocket={"port": 0}, metrics={"enabled": False},
-                                  database={"path": str(work / "calls.db")}, eagi={"directory": str(work / "run")},
-                                  freeswitch={"enabled": True, "port": 0, "recordings": str(work / "recordings")})
-    daemon = ThreadedDaemon(cfg, screener)
-    server, records = daemon.server, daemon.records
-    shipped = DIALPLAN / "freeswitch" / "public" / "00_pbxguard.xml"
-    entry = shipped.read_text().replace("127.0.0.1:8084", f"127.0.0.1:{server.freeswitch_port}")
-    entry = entry.replace('expression="^(5551000)$"', 'expression="^(5\\d{6})$"')
-    fs = pbx.FreeSWITCH(work / "freeswitch", {"public/00_pbxguard.xml": entry, "pbxguard.xml": FS_LOAD_ROUTES})
-    fs.esl.api("fsctl sps 5000")
-    placed: dict[str, str] = {}
-    kinds = list(audio)
-    started = time.monotonic()
-    cpu0 = time.process_time()
-    fs_cpu0 = _cpu_ticks(fs.process.pid)
-    esl_pid = (server.freeswitch.pid if server.freeswitch is not None else None) or 0
-    esl_cpu0 = _cpu_ticks(esl_pid)
-    # Steady arrivals, so that about `channels` calls are in their window at any moment.
-    spacing = FS_NOMINAL_HOLD_S / channels
-    k = 0
-    while time.monotonic() - started < seconds:
-        kind = kinds[k % len(kinds)]
-        number = f"5{k:06d}"
-        placed[number] = kind
-        fs.esl.bgapi(f"originate {{origination_caller_id_number=+12025550143}}loopback/{number}/public "
-                     f"'playback:{files[kind]},sleep:3000' inline")
-        k += 1
+    fs_port = free_port() if workers else 0
+    settings = {"metrics": {"enabled": False}, "database": {"path": str(work / "calls.db")},
+                "eagi": {"directory": str(work / "run")},
+                "freeswitch": {"enabled": True, "port": fs_port, "recordings": str(work / "recordings")}}
+    with contextlib.ExitStack() as daemons:
+        if workers:
+            _, pids, _ = daemons.enter_context(_serving(work, {**settings, "workers": workers, "log": {"level": "warning"}}))
+            daemon_pids, esl_port = list(pids.values()), fs_port
+            esl_pid = next(c for c in _children(pids[0]) if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes())
+        else:
+            daemon = ThreadedDaemon(config.load(None).with_(fastagi={"port": 0}, audiosocket={"port": 0}, **settings), screener)
+            daemons.callback(daemon.stop)
+            daemon_pids, esl_port = [os.getpid()], daemon.server.freeswitch_port
+            esl_pid = (daemon.server.freeswitch.pid if daemon.server.freeswitch is not None else None) or 0
+        shipped = DIALPLAN / "freeswitch" / "public" / "00_pbxguard.xml"
+        entry = shipped.read_text().replace("127.0.0.1:8084", f"127.0.0.1:{esl_port}")
+        entry = entry.replace('expression="^(5551000)$"', 'expression="^(5\\d{6})$"')
+        fs = pbx.FreeSWITCH(work / "freeswitch", {"public/00_pbxguard.xml": entry, "pbxguard.xml": FS_LOAD_ROUTES})
+        fs.esl.api("fsctl sps 5000")
+        placed: dict[str, str] = {}
+        kinds = list(audio)
+        started = time.monotonic()
+        daemon_cpu0, fs_cpu0, esl_cpu0 = sum(map(_cpu_ticks, daemon_pids)), _cpu_ticks(fs.process.pid), _cpu_ticks(esl_pid)
+        # Steady arrivals, so that about `channels` calls are in their window at any moment.
+        spacing = FS_NOMINAL_HOLD_S / channels
+        k = 0
+        while time.monotonic() - started < seconds:
+            kind = kinds[k % len(kinds)]
+            number = f"5{k:06d}"
+            placed[number] = kind
+            fs.esl.bgapi(f"originate {{origination_caller_id_number=+12025550143}}loopback/{number}/public "
+                         f"'playback:{files[kind]},sleep:3000' inline")
+            k += 1
+            with contextlib.suppress(TimeoutError):
+                fs.esl.wait_event(lambda e: False, max(0.0, started + k * spacing - time.monotonic()))
         with contextlib.suppress(TimeoutError):
-            fs.esl.wait_event(lambda e: False, max(0.0, started + k * spacing - time.monotonic()))
-    with contextlib.suppress(TimeoutError):
-        fs.esl.wait_event(lambda e: False, 6.0)
-    wall = time.monotonic() - started
-    fs_cpu = (_cpu_ticks(fs.process.pid) - fs_cpu0) / os.sysconf("SC_CLK_TCK")
-    replaced = server.freeswitch is None or server.freeswitch.pid != esl_pid  # the watchdog replaced it
-    esl_cpu = None if replaced else (_cpu_ticks(esl_pid) - esl_cpu0) / os.sysconf("SC_CLK_TCK")
-    daemon_cpu = time.process_time() - cpu0
-    holds = {}
-    for e in fs.esl.events:
-        name = e.get("Channel-Name", "")
-        if e.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE" and name.endswith("-b") and e.get("Caller-Channel-Answered-Time", "0") != "0":
-            number = name.split("/")[1].rsplit("-", 1)[0]
-            holds[number] = (int(e["Caller-Channel-Hangup-Time"]) - int(e["Caller-Channel-Answered-Time"])) / 1000.0
-    fs.stop()
-    daemon.stop()
-    lost = sum(1 for n in placed if n not in records or records[n].status != "screened")
-    wrong = sum(1 for n, kind in placed.items() if n in records and records[n].status == "screened"
-                and records[n].verdict != expected[kind])
+            fs.esl.wait_event(lambda e: False, 6.0)
+        wall = time.monotonic() - started
+        ticks = os.sysconf("SC_CLK_TCK")
+        fs_cpu = (_cpu_ticks(fs.process.pid) - fs_cpu0) / ticks
+        daemon_cpu = (sum(map(_cpu_ticks, daemon_pids)) - daemon_cpu0) / ticks
+        if workers:  # the watchdog replaced the ESL process
+            replaced = esl_pid not in _children(pids[0])
+        else:
+            replaced = daemon.server.freeswitch is None or daemon.server.freeswitch.pid != esl_pid
+        esl_cpu = None if replaced else (_cpu_ticks(esl_pid) - esl_cpu0) / ticks
+        holds = {}
+        for e in fs.esl.events:
+            name = e.get("Channel-Name", "")
+            answered = e.get("Caller-Channel-Answered-Time", "0") != "0"
+            if e.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE" and name.endswith("-b") and answered:
+                number = name.split("/")[1].rsplit("-", 1)[0]
+                holds[number] = (int(e["Caller-Channel-Hangup-Time"]) - int(e["Caller-Channel-Answered-Time"])) / 1000.0
+        fs.stop()
+    with contextlib.closing(sqlite3.connect(work / "calls.db")) as db:
+        rows = {called: (status, verdict) for called, status, verdict in db.execute("SELECT called, status, verdict FROM calls")}
+    screened = {n: rows[n][1] for n in placed if n in rows and rows[n][0] == "screened"}
+    lost = len(placed) - len(screened)
+    wrong = sum(1 for n, verdict in screened.items() if verdict != expected[placed[n]])
     window_holds = np.array([holds[n] for n, kind in placed.items() if n in holds and kind != "fax"])
     if not lost and not wrong:
         shutil.rmtree(work, ignore_errors=True)
     return {
         "work": str(work) if lost or wrong else "(removed)",
         "pbx": "freeswitch 1.10.12",
+        "daemon": f"pbxguard serve, {workers} workers" if workers else "in this process",
         "channels": channels,
         "calls": len(placed),
         "lost_verdicts": lost,

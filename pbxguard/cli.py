@@ -122,7 +122,7 @@ def cmd_bench(args) -> int:
     elif args.sipp:
         result = bench.run_sipp(_screener(args), args.sipp, args.seconds)
     elif args.freeswitch:
-        result = bench.run_freeswitch(_screener(args), args.freeswitch, args.seconds)
+        result = bench.run_freeswitch(_screener(args), args.freeswitch, args.seconds, args.workers)
     elif args.channels and args.workers:
         result = bench.run_channels_served(_screener(args), args.channels, args.seconds, args.workers)
     elif args.channels:
@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=20.0, help="with --channels: how long each channel keeps calling")
     p.add_argument("--pbx", choices=("asterisk", "freeswitch"), default="asterisk", help="with --channels: which path")
     p.add_argument("--workers", type=int, default=0,
-                   help="with --channels: through `pbxguard serve` with this many workers (default: the daemon in-process)")
+                   help="with --channels or --freeswitch: through `pbxguard serve` with this many workers (default: the daemon in-process)")
     p.add_argument("--sipp", type=int, default=0,
                    help="instead: N concurrent SIPp calls with RTP through the real Asterisk in ../shared/pbx")
     p.add_argument("--freeswitch", type=int, default=0,

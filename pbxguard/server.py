@@ -36,11 +36,10 @@ from pbxguard.service.screening import ScreeningService
 from pbxguard.store.calllog import open_call_log
 from pbxguard.store.captures import Captures
 from pbxguard.store.writer import CallLogWriter
-from pbxguard.supervisor import BEAT, HEARTBEAT_S, READY, die_with_parent, heartbeat_fd
+from pbxguard.supervisor import BEAT, HEARTBEAT_S, READY, die_with_parent, heartbeat_fd, ran_s, starved
 
 log = logging.getLogger("pbxguard.server")
 
-STARVED_GRACE_S = 3.0
 DRAIN_TIMEOUT_S = 10.0  # SIGTERM: how long calls in progress may take to finish
 PRUNE_EVERY_S = 600.0
 # What a reload applies; the other sections (listeners, database, captures, metrics) need a restart.
@@ -119,15 +118,6 @@ def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     loop.default_exception_handler(context)
 
 
-def _runnable(pid: int) -> bool:
-    """Running or waiting for a CPU (state R), as opposed to stopped (T) or blocked (S, D)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "R"
-    except (OSError, IndexError):
-        return False
-
-
 def local_peer(peer: str) -> bool:
     """The relay sockets' filter: a Unix socket's file permissions are its access control."""
     return True
@@ -153,6 +143,7 @@ class Server:
         self.freeswitch: BaseProcess | None = None
         self.freeswitch_port = 0
         self.freeswitch_beat = 0.0
+        self.freeswitch_ran: float | None = None  # the ESL process's CPU time at its last beat
         self.tasks: list[asyncio.Future] = []
         self.ready_to_report = False
 
@@ -253,7 +244,7 @@ class Server:
             process.terminate()
             raise OSError(0, ready)
         self.freeswitch_port = int(ready.split()[1])
-        self.freeswitch_beat = loop.time()
+        self.freeswitch_beat, self.freeswitch_ran = loop.time(), ran_s(process.pid) if process.pid else None
         loop.add_reader(receive.fileno(), self._freeswitch_beats, receive)
         log.info("freeswitch ESL listening on %s:%d (pid %d)", fs.host, self.freeswitch_port, process.pid)
 
@@ -262,14 +253,16 @@ class Server:
             while beats.poll():
                 beats.recv_bytes()
                 self.freeswitch_beat = asyncio.get_running_loop().time()
+            if self.freeswitch is not None and self.freeswitch.pid is not None:
+                self.freeswitch_ran = ran_s(self.freeswitch.pid)
         except (EOFError, OSError):  # it exited: the watch sees it stop beating
             asyncio.get_running_loop().remove_reader(beats.fileno())
 
     async def _watch_freeswitch(self) -> None:
         """Kill and replace an ESL process that stopped beating: its calls' sockets close, and FreeSWITCH's
-        dialplan goes on to the fail-open route. One that is late but runnable (waiting for a CPU on a
-        saturated machine) gets up to STARVED_GRACE_S: killing it would drop every call it carries, as
-        happened at 150 concurrent calls; a stopped or blocked one is killed after `watchdog.stall_s`."""
+        dialplan goes on to the fail-open route. One that is late only for want of a CPU (`starved`) gets up to
+        STARVED_GRACE_S: killing it would drop every call it carries, as happened at 150 concurrent calls; a
+        stopped, blocked or spinning one is killed after `watchdog.stall_s`."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HEARTBEAT_S)
@@ -277,8 +270,8 @@ class Server:
             late = loop.time() - self.freeswitch_beat
             if process is None or late <= self.config.watchdog.stall_s:
                 continue
-            if late <= STARVED_GRACE_S and process.pid is not None and _runnable(process.pid):
-                continue  # running, only late: a saturated machine, not a frozen process
+            if process.pid is not None and starved(process.pid, late, self.freeswitch_ran):
+                continue  # only late: a saturated machine, not a frozen process
             log.error("freeswitch ESL process (pid %s) stopped beating for %.1f s: killing it so that its calls "
                       "go through", process.pid, late)
             process.kill()

@@ -44,6 +44,7 @@ STEADY_S = 30.0  # a daemon that ran this long resets the crash count
 HEARTBEAT_FD_ENV = "PBXGUARD_HEARTBEAT_FD"
 BEAT, READY = b".", b"R"  # what a worker writes to its heartbeat pipe: alive; ready (started or reloaded)
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode, read at its import
+STARVED_GRACE_S = 3.0  # how late a process that only waits for a CPU may be before it is killed anyway
 
 
 def child_command(config: str | None, worker: int = 0) -> list[str]:
@@ -61,6 +62,8 @@ class Worker:
     started: float = 0.0
     crashes: int = 0
     restart_at: float | None = None
+    ran_at_beat: float | None = None  # its CPU time (ran_s) at its last beat
+    waiting: bool = False  # late, but waiting for a CPU: logged once, not killed yet
     ever_ready: bool = False  # it has beaten: it came up
     ready: bool = False  # it said READY since it started or was last told to reload
     code: int | None = None  # the exit status once stopped for good
@@ -151,10 +154,18 @@ class Supervisor:
                     data = os.read(worker.beats, 4096)
                     if data:
                         worker.last_beat, worker.ever_ready = now, True
+                        worker.ran_at_beat, worker.waiting = ran_s(worker.child.pid), False
                         worker.ready = worker.ready or READY in data
                         continue
                     worker.child.wait()  # the child's end closed: it is exiting
                 elif worker.last_beat is not None and now - worker.last_beat > self.stall_s and not self.stopping:
+                    if starved(worker.child.pid, now - worker.last_beat, worker.ran_at_beat):
+                        if not worker.waiting:
+                            log.warning("daemon worker %d (pid %d) is %.2f s late but waiting for a CPU (the machine is "
+                                        "saturated): not killed for up to %.0f s", worker.index, worker.child.pid,
+                                        now - worker.last_beat, STARVED_GRACE_S)
+                            worker.waiting = True
+                        continue
                     log.error("daemon worker %d (pid %d) sent no heartbeat for %.2f s: killing it so that its calls "
                               "go through", worker.index, worker.child.pid, now - worker.last_beat)
                     worker.child.kill()
@@ -200,6 +211,31 @@ class Supervisor:
         worker.restart_at = time.monotonic() + wait
         log.error("daemon worker %d %s (exit status %s); restarting in %.1f s", worker.index,
                   "stalled and was killed" if stalled else "died", code, wait)
+
+
+def ran_s(pid: int) -> float | None:
+    """Seconds of CPU the process's main thread (the one that beats) has run; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def starved(pid: int, late_s: float, ran_at_beat: float | None) -> bool:
+    """Late only for want of a CPU, so not to be killed yet: runnable (state R), at most STARVED_GRACE_S late,
+    and it ran less than half the time since its last beat. Killing such a process on a saturated machine
+    drops every call it carries, and its restart loads the models on the same busy CPUs (at 75 concurrent
+    FreeSWITCH calls both workers were killed within a second). A stopped (T) or blocked (S, D) process, or
+    one spinning on a CPU, is stuck: it is killed after `stall_s`."""
+    ran = ran_s(pid)
+    if late_s > STARVED_GRACE_S or ran is None or ran_at_beat is None or ran - ran_at_beat >= late_s / 2:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "R"
+    except (OSError, IndexError):
+        return False
 
 
 def die_with_parent() -> None:

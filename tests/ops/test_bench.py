@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from pbxguard import bench
 
 
@@ -21,3 +23,14 @@ def test_the_workers_channel_benchmark_screens_every_call_through_pbxguard_serve
     assert result["workers"] == 2 and result["calls"] >= 4
     assert (result["failed_calls"], result["misrouted_or_wrong_verdicts"], result["calls_missing_audio"]) == (0, 0, 0)
     assert result["workers_cpu_ms_per_call"] > 0 and result["workers_peak_rss_mb"] > 0
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_freeswitch_load_benchmark_screens_every_call_through_the_real_freeswitch(workers):
+    from pbxguard.screener.screener import Screener
+
+    result = bench.run_freeswitch(Screener(), channels=3, seconds=3.0, workers=workers)
+    assert result["daemon"] == ("pbxguard serve, 2 workers" if workers else "in this process")
+    assert result["calls"] >= 4 and (result["lost_verdicts"], result["wrong_verdicts"]) == (0, 0)
+    assert result["hold_p50_ms"] is not None
+    assert not result["esl_process_replaced"] and result["esl_cpu_ms_per_call"] > 0 and result["daemon_cpu_ms_per_call"] > 0

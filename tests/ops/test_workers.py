@@ -133,3 +133,67 @@ def test_a_failed_worker_fails_open_only_its_calls_and_comes_back(two_workers, f
     assert {handled_by(two_workers, r.variables["PBXGUARD_CALL_ID"]) for r in again} == {0, 1}
     log = (two_workers.dir / "daemon.log").read_text()
     assert ("daemon worker 1 died" if failure == "killed" else "daemon worker 1 (pid") in log
+
+
+def test_a_worker_only_waiting_for_a_cpu_is_not_killed(two_workers):
+    """A saturated machine is not a frozen worker: killing it would drop its calls and load its models again
+    on the same busy CPUs (at 75 concurrent FreeSWITCH calls both workers were killed). Its beating thread is
+    starved here for 1.5 s, twice `stall_s`, by a real-time busy loop on its CPU."""
+    import multiprocessing
+
+    victim = workers_of(two_workers)[1]
+    cpu = min(os.sched_getaffinity(0))
+    hog = multiprocessing.get_context("fork").Process(target=_spin_on, args=(cpu, 1.5))
+    os.sched_setaffinity(victim, {cpu})
+    try:
+        hog.start()
+        hog.join()
+    finally:
+        os.sched_setaffinity(victim, os.sched_getaffinity(0))
+    time.sleep(0.5)
+    assert workers_of(two_workers).get(1) == victim
+    log = (two_workers.dir / "daemon.log").read_text()
+    assert "killing it" not in log
+    assert re.search(rf"daemon worker 1 \(pid {victim}\) is [\d.]+ s late but waiting for a CPU", log)
+    assert all(r.variables.get("PBXGUARD_VERDICT") == "HUMAN" for r in asyncio.run(calls(two_workers, 4)))
+
+
+@pytest.mark.parametrize("state", ["spinning", "stopped", "waiting for a CPU"])
+def test_only_a_process_waiting_for_a_cpu_counts_as_starved(state):
+    """The watchdogs' grace is for a process that cannot get a CPU; one spinning (a busy-loop bug) or stopped
+    is stuck and is killed after `stall_s`, so its calls still fail open within a second."""
+    import multiprocessing
+
+    from pbxguard.supervisor import ran_s, starved
+
+    ctx = multiprocessing.get_context("fork")
+    cpu = min(os.sched_getaffinity(0))
+    child = ctx.Process(target=_spin_on, args=(cpu, 30.0), kwargs={"realtime": False})
+    child.start()
+    hog = None
+    try:
+        time.sleep(0.2)
+        if state == "stopped":
+            os.kill(child.pid, signal.SIGSTOP)
+        elif state == "waiting for a CPU":
+            hog = ctx.Process(target=_spin_on, args=(cpu, 1.2))
+            hog.start()
+            time.sleep(0.1)
+        ran_at_beat = ran_s(child.pid)
+        time.sleep(0.8)
+        assert starved(child.pid, 0.8, ran_at_beat) == (state == "waiting for a CPU")
+        assert not starved(child.pid, 3.5, ran_at_beat)  # past the grace, even a starved one is killed
+    finally:
+        child.kill()
+        child.join()
+        if hog is not None:
+            hog.join()
+
+
+def _spin_on(cpu: int, seconds: float, realtime: bool = True) -> None:
+    os.sched_setaffinity(0, {cpu})
+    if realtime:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
