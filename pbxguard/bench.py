@@ -631,7 +631,8 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float, workers: i
         wall = time.monotonic() - started
         ticks = os.sysconf("SC_CLK_TCK")
         fs_cpu = (_cpu_ticks(fs.process.pid) - fs_cpu0) / ticks
-        daemon_cpu = (sum(map(_cpu_ticks, daemon_pids)) - daemon_cpu0) / ticks
+        replaced_workers = sum(not Path(f"/proc/{pid}").exists() for pid in daemon_pids)  # the supervisor replaced them
+        daemon_cpu = None if replaced_workers else (sum(map(_cpu_ticks, daemon_pids)) - daemon_cpu0) / ticks
         if workers:  # the watchdog replaced the ESL process
             replaced = esl_pid not in _children(pids[0])
         else:
@@ -665,8 +666,9 @@ def run_freeswitch(screener: Screener, channels: int, seconds: float, workers: i
         "hold_p99_ms": round(float(np.percentile(window_holds, 99)), 1) if len(window_holds) else None,
         "held_past_window_plus_1s": int(np.sum(window_holds > screener.window_ms + 1000.0)),
         "freeswitch_cpu_ms_per_call": round(1000.0 * fs_cpu / max(len(placed), 1), 2),
-        "daemon_cpu_ms_per_call": round(1000.0 * daemon_cpu / max(len(placed), 1), 2),
+        "daemon_cpu_ms_per_call": None if daemon_cpu is None else round(1000.0 * daemon_cpu / max(len(placed), 1), 2),
         "esl_cpu_ms_per_call": None if esl_cpu is None else round(1000.0 * esl_cpu / max(len(placed), 1), 2),
+        "workers_replaced": replaced_workers,
         "esl_process_replaced": replaced,
         "wall_s": round(wall, 1),
     }
